@@ -1,0 +1,3 @@
+from callflow.entrypoints.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Pure, synchronous domain model: no I/O, no outer libraries but phonenumbers."""

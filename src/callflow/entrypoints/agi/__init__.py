@@ -1,0 +1,1 @@
+"""The FastAGI protocol layer and its routes."""

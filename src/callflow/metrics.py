@@ -1,0 +1,58 @@
+"""Prometheus metrics of the whole service, defined once.
+
+Adapters and entrypoints record into these; ``entrypoints/http.py`` exposes them on /metrics.
+Kept outside the hexagon's layers so any outer layer may import it; domain and service_layer never do.
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+SESSIONS_IN_FLIGHT = Gauge(
+    "callflow_agi_sessions_in_flight", "AGI sessions being served now", registry=REGISTRY
+)
+SESSION_SECONDS = Histogram(
+    "callflow_agi_session_seconds",
+    "Time from accept to close of an AGI session, per route",
+    ["route"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+SESSION_OUTCOMES = Counter(
+    "callflow_agi_outcomes_total",
+    "AGI sessions by route and CALLFLOW_STATUS set (OK, DEGRADED, ERROR, NONE when nothing could be set)",
+    ["route", "status"],
+    registry=REGISTRY,
+)
+PROTOCOL_ERRORS = Counter(
+    "callflow_agi_protocol_errors_total",
+    "Protocol-level faults: bad header, oversized line, timeout, EOF mid-session, unexpected reply",
+    ["kind"],
+    registry=REGISTRY,
+)
+REJECTED_CONNECTIONS = Counter(
+    "callflow_agi_rejected_connections_total",
+    "Connections refused: source not allowed, over the session cap, draining",
+    ["reason"],
+    registry=REGISTRY,
+)
+REDIS_SECONDS = Histogram(
+    "callflow_redis_seconds", "Redis round trip time", ["op"], buckets=_LATENCY_BUCKETS, registry=REGISTRY
+)
+REDIS_ERRORS = Counter("callflow_redis_errors_total", "Redis calls that failed or timed out", ["op"], registry=REGISTRY)
+PUBLISH_SECONDS = Histogram(
+    "callflow_publish_seconds",
+    "Time from publish to broker confirm",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+PUBLISH_ERRORS = Counter(
+    "callflow_publish_errors_total", "Publishes not confirmed (broker down, nack, returned)", ["reason"], registry=REGISTRY
+)
+EVENTS_PUBLISHED = Counter(
+    "callflow_events_published_total", "Events confirmed by the broker", ["kind"], registry=REGISTRY
+)
+OUTBOX_DEPTH = Gauge("callflow_outbox_depth", "Events held in the local outbox, not yet confirmed", registry=REGISTRY)
