@@ -5,8 +5,9 @@ the same contract suite under ``tests/contracts/``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Dict, List, Optional, Protocol, Sequence, Set
 
 from callflow.domain.envelope import EventEnvelope
 
@@ -38,6 +39,125 @@ class EventDelivery(Protocol):
 
 class DeliveryRefused(Exception):
     """The event could not be stored durably (disk full, outbox unusable)."""
+
+
+class CallStats(Protocol):
+    """Per-customer sets of the calls that reached each status (``stats:calls:{customer}:{status}``).
+
+    Ids given here are already validated (``domain/identifiers``). A set gets its expiry when it is
+    created; adding to it later never extends it.
+    """
+
+    async def record(self, customer_id: str, call_status: str, call_id: str) -> None:
+        """Add ``call_id`` to the set of ``call_status``. Raises ``CallStatsUnavailable``."""
+        ...
+
+    async def members(self, customer_id: str, call_status: str) -> Set[str]:
+        """The call ids in the set (empty when there is none). Raises ``CallStatsUnavailable``."""
+        ...
+
+    async def counts(self, customer_id: str) -> Dict[str, int]:
+        """``{call_status: number of calls}`` for every set of the customer. Raises ``CallStatsUnavailable``."""
+        ...
+
+    async def ttl(self, customer_id: str, call_status: str) -> Optional[float]:
+        """Seconds until the set expires; None when it does not exist or never expires."""
+        ...
+
+
+class CallStatsUnavailable(Exception):
+    """The call-status store did not answer (down, timed out, refused the command)."""
+
+
+# --- delivery: outbox and publisher -----------------------------------------------------------
+@dataclass(frozen=True)
+class OutboxEntry:
+    """An event held in the outbox: ``entry_id`` grows with every put, so it is the FIFO order."""
+
+    entry_id: int
+    envelope: EventEnvelope
+    stored_at: float  # epoch seconds
+
+
+@dataclass(frozen=True)
+class OutboxStatus:
+    """What an operator asks of the outbox (``callflow outbox status``)."""
+
+    depth: int
+    oldest_age_s: Optional[float]
+    location: str
+
+
+class OutboxUnavailable(Exception):
+    """The outbox cannot take or give events (corrupt, unwritable, disk full, held by another process)."""
+
+
+class Outbox(Protocol):
+    """A durable FIFO of events not yet confirmed by the broker."""
+
+    async def put(self, envelope: EventEnvelope) -> int:
+        """Store ``envelope``; durable when it returns. Returns the entry id. Raises ``OutboxUnavailable``."""
+        ...
+
+    async def pending(self, after_id: int = 0, limit: int = 500) -> List[OutboxEntry]:
+        """Up to ``limit`` entries with ids above ``after_id``, oldest first."""
+        ...
+
+    async def mark_delivered(self, entry_ids: Sequence[int]) -> None:
+        """Forget these entries: the broker confirmed them. Unknown ids are ignored."""
+        ...
+
+    def depth(self) -> int:
+        """How many entries wait (kept in memory, no I/O)."""
+        ...
+
+    async def status(self) -> OutboxStatus:
+        """Depth, age of the oldest entry, where the outbox lives."""
+        ...
+
+    async def close(self) -> None:
+        ...
+
+
+class PublishFailed(Exception):
+    """The broker did not confirm a message: ``reason`` is nack, returned, timeout or connection."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+class EventPublisher(Protocol):
+    """Gets one envelope to the broker, confirmed; many publishes may be in flight together."""
+
+    async def publish(self, envelope: EventEnvelope) -> None:
+        """Return once the broker confirmed the message as routed; else raise ``PublishFailed``.
+
+        Messages are written to the broker in the order ``publish`` is called.
+        """
+        ...
+
+    def is_connected(self) -> bool:
+        """True when a publish can be attempted now (connection and channel open)."""
+        ...
+
+    async def close(self) -> None:
+        ...
+
+
+class DeliveryMonitor(Protocol):
+    """Where the relay reports the outbox's state (a log line on a change, a gauge)."""
+
+    def depth_changed(self, depth: int) -> None:
+        ...
+
+    def backlog_forming(self, depth: int, reason: str) -> None:
+        """Events started to wait in the outbox (broker unreachable, a publish failed)."""
+        ...
+
+    def backlog_drained(self, delivered: int, seconds: float) -> None:
+        """Everything that waited was delivered; live delivery resumed."""
+        ...
 
 
 # (CallStats: event section, Outbox and EventPublisher: delivery section, below.)
