@@ -108,7 +108,10 @@ class Settings(BaseSettings):
     def _valid_zone(cls, value: str) -> str:
         from zoneinfo import ZoneInfo
 
-        ZoneInfo(value)
+        try:
+            ZoneInfo(value)
+        except (KeyError, ValueError) as exc:  # ZoneInfoNotFoundError is a KeyError, which pydantic passes through
+            raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
     @property

@@ -1,0 +1,44 @@
+"""Every verb of ``callflow`` answers ``--help`` with a usage line and exit status 0."""
+from __future__ import annotations
+
+import argparse
+from typing import Iterator, List, Tuple
+
+import pytest
+
+from callflow.entrypoints.cli import build_parser, main
+
+
+def verbs(parser: argparse.ArgumentParser, path: Tuple[str, ...] = ()) -> Iterator[Tuple[str, ...]]:
+    """Every command path of the parser tree: ("config",), ("config", "show"), ..."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield path + (name,)
+                yield from verbs(sub, path + (name,))
+
+
+ALL_VERBS: List[Tuple[str, ...]] = list(verbs(build_parser()))
+
+
+def test_the_cli_has_the_operator_verbs() -> None:
+    """The operator verbs are registered (so the --help test below covers them)."""
+    for expected in [("serve",), ("config", "show")]:
+        assert expected in ALL_VERBS
+
+
+@pytest.mark.parametrize("path", ALL_VERBS, ids=" ".join)
+def test_help_on_every_verb(path: Tuple[str, ...], capsys) -> None:
+    """``callflow <verb> --help`` prints a usage line naming the verb and exits 0."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([*path, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: callflow {' '.join(path)}" in capsys.readouterr().out
+
+
+def test_a_missing_verb_is_a_usage_error(capsys) -> None:
+    """``callflow`` alone exits 2 with a usage message."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+    assert "usage: callflow" in capsys.readouterr().err
