@@ -1,0 +1,44 @@
+# callflow: FastAGI server (AGI on 4573, metrics and health on 9108). Configured by CALLFLOW_* variables.
+#   docker build -t callflow .
+#   docker run --rm -e CALLFLOW_ALLOWED_NETWORKS=192.0.2.10/32 -e CALLFLOW_REDIS_URL=... -e CALLFLOW_AMQP_URL=... \
+#       -p 4573:4573 -p 127.0.0.1:9108:9108 -v callflow-data:/var/lib/callflow callflow
+FROM python:3.13-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN groupadd --system --gid 10001 callflow \
+ && useradd --system --uid 10001 --gid callflow --home-dir /var/lib/callflow --no-create-home \
+        --shell /usr/sbin/nologin callflow \
+ && mkdir -p /var/lib/callflow /var/log/callflow \
+ && chown callflow:callflow /var/lib/callflow /var/log/callflow
+
+WORKDIR /opt/callflow
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN pip install '.[fast]' && rm -rf /opt/callflow/src /opt/callflow/build
+
+# Listen on every interface of the container; CALLFLOW_ALLOWED_NETWORKS (default loopback only) still
+# decides who may connect: set it to your Asterisk servers' addresses.
+ENV CALLFLOW_AGI_HOST=0.0.0.0 \
+    CALLFLOW_HTTP_HOST=0.0.0.0 \
+    CALLFLOW_DATA_DIR=/var/lib/callflow \
+    CALLFLOW_LOG_DIR=/var/log/callflow \
+    CALLFLOW_LOG_FORMAT=json
+
+# The outbox (events not yet confirmed by RabbitMQ) lives in the data volume: keep it across restarts.
+VOLUME ["/var/lib/callflow", "/var/log/callflow"]
+EXPOSE 4573 9108
+USER callflow:callflow
+
+# /healthz says the process answers; /readyz (Redis and RabbitMQ reachable) is for load balancers.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('CALLFLOW_HTTP_PORT', '9108'), timeout=2)"]
+
+# SIGTERM drains: stops accepting, lets sessions in flight finish (CALLFLOW_DRAIN_TIMEOUT_S), pushes
+# the outbox, exits 0. Give it longer than the drain timeout before SIGKILL (docker stop -t 30).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["callflow"]
+CMD ["serve"]
