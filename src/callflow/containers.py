@@ -6,10 +6,17 @@ InMemoryAdapters(...))`` (tests); clients are opened by ``init_resources()`` and
 """
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from dependency_injector import containers, providers
 
 from callflow.adapters.clock import SystemClock
+from callflow.adapters.in_memory_call_stats import InMemoryCallStats
+from callflow.adapters.redis_call_stats import RedisCallStats
+from callflow.adapters.redis_client import redis_client_resource
 from callflow.config import Settings
+from callflow.domain.call_event_factory import CallEventFactory
+from callflow.service_layer.record_call_event import RecordCallEvent
 
 
 class RealAdapters(containers.DeclarativeContainer):
@@ -18,9 +25,21 @@ class RealAdapters(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     clock = providers.Singleton(SystemClock)
 
+    # --- shared: the one Redis client (checkphone and event) ------------------------------------
+    redis_timeout_s = providers.Callable(lambda ms: ms / 1000.0, settings.provided.redis_timeout_ms)
+    redis_client = providers.Resource(
+        redis_client_resource,
+        url=settings.provided.redis_url.get_secret_value.call(),
+        timeout_s=redis_timeout_s,
+        max_connections=settings.provided.redis_max_connections,
+    )
+
     # --- checkphone: Redis phone lists ---------------------------------------------------------
 
     # --- event: Redis call stats, RabbitMQ publisher, SQLite outbox ------------------------------
+    call_stats = providers.Singleton(
+        RedisCallStats, client=redis_client, ttl_s=settings.provided.stats_ttl_s, timeout_s=redis_timeout_s
+    )
 
 
 class InMemoryAdapters(containers.DeclarativeContainer):
@@ -32,6 +51,7 @@ class InMemoryAdapters(containers.DeclarativeContainer):
     # --- checkphone ---------------------------------------------------------------------------
 
     # --- event --------------------------------------------------------------------------------
+    call_stats = providers.Singleton(InMemoryCallStats, ttl_s=settings.provided.stats_ttl_s)
 
 
 class Application(containers.DeclarativeContainer):
@@ -43,6 +63,19 @@ class Application(containers.DeclarativeContainer):
     # --- checkphone use case --------------------------------------------------------------------
 
     # --- event use case -------------------------------------------------------------------------
+    call_event_factory = providers.Singleton(
+        CallEventFactory,
+        zone=providers.Callable(ZoneInfo, settings.provided.timezone),
+        terminal_statuses=settings.provided.terminal_status_set,
+        region=settings.provided.default_region,
+    )
+    record_call_event = providers.Singleton(
+        RecordCallEvent,
+        factory=call_event_factory,
+        delivery=adapters.event_delivery,
+        stats=adapters.call_stats,
+        clock=adapters.clock,
+    )
 
 
 def build_application(settings: Settings, in_memory: bool = False) -> Application:

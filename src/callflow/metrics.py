@@ -56,3 +56,16 @@ EVENTS_PUBLISHED = Counter(
     "callflow_events_published_total", "Events confirmed by the broker", ["kind"], registry=REGISTRY
 )
 OUTBOX_DEPTH = Gauge("callflow_outbox_depth", "Events held in the local outbox, not yet confirmed", registry=REGISTRY)
+
+# --- event route ------------------------------------------------------------------------------
+EVENT_VALUE_READS = Counter(
+    "callflow_event_value_reads_total",
+    "How the event route read the dialplan values: combined (one round trip) or per_variable (fallback)",
+    ["mode"],
+    registry=REGISTRY,
+)
+EVENT_STATS_SKIPPED = Counter(
+    "callflow_event_stats_skipped_total",
+    "Events taken into custody whose call-status set could not be updated (the event is still delivered)",
+    registry=REGISTRY,
+)

@@ -44,8 +44,8 @@ class DeliveryRefused(Exception):
 class CallStats(Protocol):
     """Per-customer sets of the calls that reached each status (``stats:calls:{customer}:{status}``).
 
-    Ids given here are already validated (``domain/identifiers``). A set gets its expiry when it is
-    created; adding to it later never extends it.
+    Ids must be identifiers (``domain/identifiers``): any other raises ``InvalidEvent`` and builds no
+    key. A set gets its expiry when it is created; adding to it later never extends it.
     """
 
     async def record(self, customer_id: str, call_status: str, call_id: str) -> None:

@@ -1,0 +1,61 @@
+"""The one Redis client of the process (a container Resource shared by every Redis adapter).
+
+Connections are made lazily: the service starts with Redis down and reconnects by itself. A dead
+pooled connection (Redis restarted) is retried once at once on a fresh one; a timeout is not
+retried: callers have deadlines of a few hundred milliseconds, and redis-py's default (3 retries with
+backoff) would spend them all.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator, Awaitable, Type, TypeVar
+
+from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from callflow import metrics
+
+T = TypeVar("T")
+
+
+def make_redis_client(url: str, timeout_s: float, max_connections: int) -> Redis:
+    """A client whose every round trip is bounded by ``timeout_s`` (bytes in, bytes out)."""
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        max_connections=max_connections,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        health_check_interval=30,
+    )
+
+
+async def redis_client_resource(url: str, timeout_s: float, max_connections: int) -> AsyncIterator[Redis]:
+    """Container Resource: the client for the process's life, closed on ``shutdown_resources()``."""
+    client = make_redis_client(url, timeout_s, max_connections)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def timed_round_trip(op: str, awaitable: Awaitable[T], timeout_s: float, unavailable: Type[Exception]) -> T:
+    """Await one Redis round trip within ``timeout_s``, recording its latency and failures under
+    ``op``; any Redis, socket or timeout failure is raised as ``unavailable`` (the port's error)."""
+    started = time.perf_counter()
+    try:
+        return await asyncio.wait_for(awaitable, max(timeout_s, 0.0))
+    except (RedisError, OSError, asyncio.TimeoutError) as failure:
+        metrics.REDIS_ERRORS.labels(op=op).inc()
+        raise unavailable(f"redis {op}: {type(failure).__name__}: {failure}") from failure
+    finally:
+        metrics.REDIS_SECONDS.labels(op=op).observe(time.perf_counter() - started)
+
+
+def as_text(value: Any) -> str:
+    """A reply of a client that does not decode responses, as text."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,86 @@
+"""The ``event`` route: the dialplan's values in, a call event into custody, CALLFLOW_STATUS out."""
+from __future__ import annotations
+
+import weakref
+
+import structlog
+
+from callflow import metrics
+from callflow.containers import Application
+from callflow.domain.call_event import CallValues
+from callflow.entrypoints.agi.dialplan_values import read_dialplan_values
+from callflow.entrypoints.agi.session import AgiSession, Route
+from callflow.logging import get_logger
+from callflow.service_layer.record_call_event import ERROR, OK, EventOutcome, RecordCallEvent
+
+_FALLBACK_ERRORS = {"deadline": "timeout", "overloaded": "overloaded"}
+_REPLY_MARGIN_S = 0.05  # two SET VARIABLE round trips, with room to spare
+_log = get_logger("callflow.event")
+
+
+def build_event_route(app: Application) -> "EventRoute":
+    """The route wired from ``app`` (its adapters' resources must be initialised first)."""
+    settings = app.settings()
+    return EventRoute(
+        app.record_call_event(),
+        deadline_s=settings.event_deadline_ms / 1000.0,
+        publish_timeout_s=settings.publish_timeout_ms / 1000.0,
+        reserve_s=settings.redis_timeout_ms / 1000.0 + _REPLY_MARGIN_S,
+    )
+
+
+class EventRoute(Route):
+    """Reads the 14 values in one round trip, records the event, answers OK or ERROR + reason.
+
+    OK means the event is in durable custody (confirmed by the broker or held by the outbox); an
+    event not in custody is never answered OK, and one in custody is never answered ERROR (a
+    dialplan retrying it would send it twice).
+    """
+
+    name = "event"
+
+    def __init__(self, record: RecordCallEvent, deadline_s: float, publish_timeout_s: float,
+                 reserve_s: float) -> None:
+        """``reserve_s``: time kept back from the broker wait for the statistics and the replies."""
+        self.deadline_s = deadline_s
+        self._record = record
+        self._publish_timeout_s = publish_timeout_s
+        self._reserve_s = reserve_s
+        self._in_custody: "weakref.WeakSet[AgiSession]" = weakref.WeakSet()
+
+    async def handle(self, session: AgiSession) -> None:
+        values, combined = await read_dialplan_values(session)
+        metrics.EVENT_VALUE_READS.labels(mode="combined" if combined else "per_variable").inc()
+        call = CallValues.from_dialplan(values, dict(session.env))
+        structlog.contextvars.bind_contextvars(call_id=call.call_id or call.unique_id)
+        wait_s = max(0.0, min(self._publish_timeout_s, session.remaining() - self._reserve_s))
+        outcome = await self._record.execute(call, wait_s, on_custody=lambda: self._in_custody.add(session))
+        _log_outcome(outcome, combined)
+        await _answer(session, outcome.status, outcome.reason)
+        self._in_custody.discard(session)
+
+    async def fallback(self, session: AgiSession, reason: str) -> None:
+        if session in self._in_custody:
+            self._in_custody.discard(session)
+            _log.warning("event in custody, session cut short", cut_by=reason)
+            await _answer(session, OK, "")
+            return
+        _log.warning("event not recorded", cut_by=reason)
+        await _answer(session, ERROR, _FALLBACK_ERRORS.get(reason, "internal"))
+
+
+async def _answer(session: AgiSession, status: str, reason: str) -> None:
+    # CALLFLOW_ERROR is cleared on OK: a dialplan that retried must not see the last attempt's reason.
+    await session.set_variable("CALLFLOW_STATUS", status)
+    await session.set_variable("CALLFLOW_ERROR", reason)
+
+
+def _log_outcome(outcome: EventOutcome, combined: bool) -> None:
+    for warning in outcome.warnings:
+        _log.warning("event value ignored", detail=warning)
+    if outcome.stats_error:
+        metrics.EVENT_STATS_SKIPPED.inc()
+        _log.warning("call-status set not updated; event delivered anyway", detail=outcome.stats_error)
+    log = _log.info if outcome.status == OK else _log.warning
+    log("event recorded" if outcome.status == OK else "event refused", status=outcome.status,
+        reason=outcome.reason, confirmed=outcome.confirmed, one_round_trip=combined)

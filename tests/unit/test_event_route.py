@@ -1,0 +1,175 @@
+"""The event route over a scripted AGI session (no socket): one round trip, fallbacks, answers."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Dict, List, Optional, Tuple
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from callflow import metrics
+from callflow.adapters.in_memory_call_stats import InMemoryCallStats
+from callflow.entrypoints.agi.dialplan_values import EXPRESSIONS, combined_expression
+from callflow.entrypoints.agi.event import EventRoute
+from callflow.entrypoints.agi.session import AgiReply, AgiSession
+from callflow.service_layer.record_call_event import RecordCallEvent
+from tests.support.call_events import SEED_JSON, FixedClock, make_factory
+from tests.support.event_schema import check_message
+from tests.unit.test_record_call_event import JournalingStats, RecordingDelivery
+
+SEED_DIALPLAN = {
+    "CALL_ID": "1752899481.313", "DIRECTION": "inbound", "CUSTOMER_ID": "11223344", "TRUNK": "0866801898",
+    "UNIQUE_ID": "1752899481.313", "PHONE_DIAL": "0912406496", "LINKED_ID": "1752899481.313",
+    "CALL_STATUS": "ringing", "QUEUE_NAME": "ky_thuat", "AGENT_EXTEN": "1001", "AGENT_ACCOUNT": "dh02",
+}
+SEED_ENV = {"agi_uniqueid": "1752899481.313", "agi_callerid": "0912406496", "agi_channel": "PJSIP/1001-000000ce"}
+SHARED = ("ANSWER_TIME", "AGENT_EXTEN", "AGENT_ACCOUNT")
+
+
+class ScriptedSession(AgiSession):
+    """Answers GET FULL VARIABLE for the route's own expressions from a channel's variables, as
+    Asterisk substitutes them (shared ones under the call id; BASE64_ENCODE only when loaded)."""
+
+    def __init__(self, variables: Dict[str, str], base64_loaded: bool = True, remaining_s: float = 2.0) -> None:
+        self.env, self.route, self.query, self.args, self.peer = dict(SEED_ENV), "event", {}, [], "127.0.0.1:1"
+        channel = {k: v for k, v in variables.items() if k not in SHARED}
+        self._shared = {(k, variables.get("CALL_ID", "")): v for k, v in variables.items() if k in SHARED}
+        self._channel, self._base64, self._remaining = channel, base64_loaded, remaining_s
+        self.commands: List[Tuple[str, str]] = []
+        self.set: Dict[str, str] = {}
+
+    @property
+    def hung_up(self) -> bool:
+        return False
+
+    def remaining(self) -> float:
+        return self._remaining
+
+    async def command(self, line: str) -> AgiReply:
+        raise AssertionError(f"unexpected raw command {line!r}")
+
+    async def get_variable(self, name: str) -> Optional[str]:
+        self.commands.append(("GET VARIABLE", name))
+        return self._channel.get(name)
+
+    async def get_full_variable(self, expression: str) -> Optional[str]:
+        self.commands.append(("GET FULL VARIABLE", expression))
+        if expression == combined_expression():
+            def b64(text: str) -> str:
+                return base64.b64encode(text.encode()).decode() if self._base64 else ""
+            fields = [b64("<" + self._value(name) + ">") for name, _ in EXPRESSIONS]
+            return ",".join([b64("callflow")] + fields + [b64("callflow")])
+        name = dict((expr, name) for name, expr in EXPRESSIONS)[expression]
+        return self._value(name)
+
+    async def set_variable(self, name: str, value: str) -> bool:
+        self.commands.append(("SET VARIABLE", name))
+        self.set[name] = value
+        return True
+
+    def _value(self, name: str) -> str:
+        if name in SHARED:
+            return self._shared.get((name, self._channel.get("CALL_ID", "")), "")
+        return self._channel.get(name, "")
+
+
+def make_route(stats=None, delivery=None, publish_timeout_s: float = 0.5):
+    journal: List[str] = []
+    delivery = delivery or RecordingDelivery(journal)
+    stats = stats or InMemoryCallStats(ttl_s=86400)
+    record = RecordCallEvent(make_factory(), delivery, stats, FixedClock())
+    return EventRoute(record, deadline_s=2.0, publish_timeout_s=publish_timeout_s, reserve_s=0.35), delivery, stats
+
+
+async def test_seed_event_in_one_round_trip():
+    """The seed's dialplan: one GET FULL VARIABLE, the seed event delivered, OK and no error set."""
+    route, delivery, stats = make_route()
+    session = ScriptedSession(SEED_DIALPLAN)
+    await route.handle(session)
+    assert [kind for kind, _ in session.commands] == ["GET FULL VARIABLE", "SET VARIABLE", "SET VARIABLE"]
+    assert session.set == {"CALLFLOW_STATUS": "OK", "CALLFLOW_ERROR": ""}
+    assert [e.body for e in delivery.taken] == [SEED_JSON]
+    assert await stats.members("11223344", "ringing") == {"1752899481.313"}
+    assert structlog.contextvars.get_contextvars()["call_id"] == "1752899481.313"
+
+
+async def test_without_base64_the_values_are_read_one_by_one():
+    """No func_base64: the combined reply is refused, each value is read alone, same event."""
+    route, delivery, _ = make_route()
+    session = ScriptedSession(SEED_DIALPLAN, base64_loaded=False)
+    before = metrics.EVENT_VALUE_READS.labels(mode="per_variable")._value.get()
+    await route.handle(session)
+    reads = [arg for kind, arg in session.commands if kind == "GET FULL VARIABLE"]
+    assert reads == [combined_expression()] + [expr for _, expr in EXPRESSIONS]
+    assert [e.body for e in delivery.taken] == [SEED_JSON] and session.set["CALLFLOW_STATUS"] == "OK"
+    assert metrics.EVENT_VALUE_READS.labels(mode="per_variable")._value.get() == before + 1
+
+
+async def test_tricky_values_survive_the_round_trip():
+    """Unicode, ')', newlines, 'hangup' and 1.5 KB reach the event unchanged."""
+    tricky = dict(SEED_DIALPLAN, QUEUE_NAME="kỹ_thuật (VIP) )", TRUNK="a\nb", DIAL_MODE="hangup",
+                  AGENT_ACCOUNT="x" * 1500 + "END")
+    route, delivery, _ = make_route()
+    await route.handle(ScriptedSession(tricky))
+    event = check_message(delivery.taken[0].routing_key, delivery.taken[0].body)
+    assert (event["queue_name"], event["trunk"], event["dial_mode"]) == ("kỹ_thuật (VIP) )", "a\nb", "hangup")
+    assert event["agent_account"] == "x" * 1500 + "END"
+
+
+async def test_invalid_values_answer_error_with_the_reason():
+    """A customer id with a space: ERROR, CALLFLOW_ERROR says why, the report goes to call.events.invalid."""
+    route, delivery, stats = make_route()
+    session = ScriptedSession(dict(SEED_DIALPLAN, CUSTOMER_ID="Nguyễn Văn A"))
+    await route.handle(session)
+    assert session.set["CALLFLOW_STATUS"] == "ERROR"
+    assert session.set["CALLFLOW_ERROR"].startswith("invalid: CUSTOMER_ID contains")
+    assert [e.routing_key for e in delivery.taken] == ["call.events.invalid"]
+    assert json.loads(delivery.taken[0].body)["values"]["CUSTOMER_ID"] == "Nguyễn Văn A"
+
+
+async def test_broker_wait_is_bounded_by_the_session_deadline():
+    """The broker wait is publish_timeout, shortened so stats and replies fit in what remains."""
+    route, delivery, _ = make_route(publish_timeout_s=0.5)
+    await route.handle(ScriptedSession(SEED_DIALPLAN, remaining_s=2.0))
+    await route.handle(ScriptedSession(SEED_DIALPLAN, remaining_s=0.6))
+    await route.handle(ScriptedSession(SEED_DIALPLAN, remaining_s=0.1))
+    assert delivery.waits == [0.5, pytest.approx(0.25), 0.0]
+
+
+@pytest.mark.parametrize("reason, error", [("overloaded", "overloaded"), ("deadline", "timeout"), ("error", "internal")])
+async def test_fallback_before_custody_is_an_error(reason, error):
+    """Cut short before the event is held: ERROR with overloaded/timeout/internal (the dialplan may retry)."""
+    route, _, _ = make_route()
+    session = ScriptedSession(SEED_DIALPLAN)
+    await route.fallback(session, reason)
+    assert session.set == {"CALLFLOW_STATUS": "ERROR", "CALLFLOW_ERROR": error}
+
+
+async def test_deadline_after_custody_still_answers_ok():
+    """Cut short while counting (Redis hung) after custody: the event is held, so OK, never ERROR."""
+    class HungStats(InMemoryCallStats):
+        async def record(self, customer_id: str, call_status: str, call_id: str) -> None:
+            await asyncio.Event().wait()
+
+    route, delivery, _ = make_route(stats=HungStats(ttl_s=60))
+    session = ScriptedSession(SEED_DIALPLAN)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(route.handle(session), 0.2)
+    await route.fallback(session, "deadline")
+    assert len(delivery.taken) == 1 and session.set == {"CALLFLOW_STATUS": "OK", "CALLFLOW_ERROR": ""}
+
+
+async def test_stats_down_is_logged_counted_and_ok():
+    """Redis down after custody: OK, one warning, and the skipped-stats counter moves."""
+    route, _, _ = make_route(stats=JournalingStats([], down=True))
+    session = ScriptedSession(dict(SEED_DIALPLAN, ANSWER_TIME="soon"))
+    before = metrics.EVENT_STATS_SKIPPED._value.get()
+    with capture_logs() as logs:
+        await route.handle(session)
+    assert session.set["CALLFLOW_STATUS"] == "OK"
+    assert metrics.EVENT_STATS_SKIPPED._value.get() == before + 1
+    events = [entry["event"] for entry in logs]
+    assert "call-status set not updated; event delivered anyway" in events and "event value ignored" in events
