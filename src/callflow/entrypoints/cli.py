@@ -15,6 +15,7 @@ from callflow import __version__
 # each module has ``register(subparsers)``; its parsers set ``func(args) -> int``
 COMMAND_MODULES = (
     "callflow.entrypoints.commands.serve",
+    "callflow.entrypoints.commands.stats",
     "callflow.entrypoints.commands.config",
 )
 
