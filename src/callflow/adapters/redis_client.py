@@ -11,7 +11,7 @@ import asyncio
 import time
 from typing import Any, AsyncIterator, Awaitable, Type, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -23,15 +23,22 @@ T = TypeVar("T")
 
 
 def make_redis_client(url: str, timeout_s: float, max_connections: int) -> Redis:
-    """A client whose every round trip is bounded by ``timeout_s`` (bytes in, bytes out)."""
-    return Redis.from_url(
+    """A client whose every round trip is bounded by ``timeout_s`` (bytes in, bytes out).
+
+    The pool blocks (up to ``timeout_s``) for a free connection when all ``max_connections`` are in
+    use: redis-py's default pool fails at once with "Too many connections", which a burst of calls
+    larger than the pool would turn into errors.
+    """
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout_s,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
-        max_connections=max_connections,
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         health_check_interval=30,
     )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
 
 async def redis_client_resource(url: str, timeout_s: float, max_connections: int) -> AsyncIterator[Redis]:
