@@ -12,10 +12,14 @@ from dependency_injector import containers, providers
 
 from callflow.adapters.clock import SystemClock
 from callflow.adapters.in_memory_call_stats import InMemoryCallStats
+from callflow.adapters.in_memory_phone_lists import InMemoryPhoneLists
 from callflow.adapters.redis_call_stats import RedisCallStats
 from callflow.adapters.redis_client import redis_client_resource
+from callflow.adapters.redis_phone_lists import RedisPhoneLists
 from callflow.config import Settings
 from callflow.domain.call_event_factory import CallEventFactory
+from callflow.domain.policy import PhonePolicy
+from callflow.service_layer.check_phone import CheckPhone
 from callflow.service_layer.record_call_event import RecordCallEvent
 
 
@@ -35,6 +39,7 @@ class RealAdapters(containers.DeclarativeContainer):
     )
 
     # --- checkphone: Redis phone lists ---------------------------------------------------------
+    phone_lists = providers.Singleton(RedisPhoneLists, client=redis_client)
 
     # --- event: Redis call stats, RabbitMQ publisher, SQLite outbox ------------------------------
     call_stats = providers.Singleton(
@@ -49,6 +54,7 @@ class InMemoryAdapters(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
 
     # --- checkphone ---------------------------------------------------------------------------
+    phone_lists = providers.Singleton(InMemoryPhoneLists, clock=clock)
 
     # --- event --------------------------------------------------------------------------------
     call_stats = providers.Singleton(InMemoryCallStats, ttl_s=settings.provided.stats_ttl_s)
@@ -61,6 +67,16 @@ class Application(containers.DeclarativeContainer):
     adapters = providers.DependenciesContainer()
 
     # --- checkphone use case --------------------------------------------------------------------
+    phone_policy = providers.Singleton(
+        PhonePolicy, anonymous_policy=settings.provided.anonymous_policy, fail_closed=settings.provided.fail_closed
+    )
+    check_phone = providers.Singleton(
+        CheckPhone,
+        lists=adapters.phone_lists,
+        policy=phone_policy,
+        region=settings.provided.default_region,
+        timeout_s=providers.Callable(lambda ms: ms / 1000.0, settings.provided.redis_timeout_ms),
+    )
 
     # --- event use case -------------------------------------------------------------------------
     call_event_factory = providers.Singleton(

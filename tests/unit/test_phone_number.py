@@ -101,10 +101,18 @@ def test_bad_input_is_refused_with_a_reason(written: str) -> None:
 
 
 def test_lookup_forms_are_distinct_canonical_first() -> None:
-    """Canonical, national, +E.164 and the raw text, each once, canonical first."""
+    """Canonical, national, +E.164, 00-international and the raw text, each once, canonical first."""
     assert PhoneNumber.parse("0084 912 406 496", VN).lookup_forms() == (
-        "84912406496", "0912406496", "+84912406496", "0084 912 406 496")
-    assert PhoneNumber.parse("+84912406496", VN).lookup_forms() == ("84912406496", "0912406496", "+84912406496")
+        "84912406496", "0912406496", "+84912406496", "0084912406496", "0084 912 406 496")
+    assert PhoneNumber.parse("+84912406496", VN).lookup_forms() == (
+        "84912406496", "0912406496", "+84912406496", "0084912406496")
+
+
+@pytest.mark.parametrize("region,dialled_abroad", [("US", "01184912406496"), ("RU", "81084912406496")])
+def test_the_international_form_uses_the_regions_prefix(region: str, dialled_abroad: str) -> None:
+    """The form dialled from the default region uses its international prefix (011 in the US)."""
+    number = PhoneNumber.parse("+84912406496", region)
+    assert number.lookup_forms() == ("84912406496", "+84912406496", dialled_abroad)
 
 
 @given(st.sampled_from(sorted(ANONYMOUS_CALLER_IDS) + ["", "  "]), st.booleans())

@@ -41,13 +41,15 @@ def is_anonymous(raw: Optional[str]) -> bool:
 class PhoneNumber:
     """A caller's number: canonical form, national form (numbers of the default region), raw text.
 
-    ``recognised`` is False for a number looked up as written (extension, short code...).
+    ``recognised`` is False for a number looked up as written (extension, short code...);
+    ``international_prefix`` is how the default region dials abroad (``00`` in Vietnam).
     """
 
     canonical: str
     national: Optional[str]
     raw: str
     recognised: bool
+    international_prefix: str = "00"
 
     @classmethod
     def parse(cls, raw: str, region: str) -> "PhoneNumber":
@@ -59,7 +61,7 @@ class PhoneNumber:
         parsed = _valid_number(dialled, region)
         if parsed is not None:
             canonical = phonenumbers.format_number(parsed, PhoneNumberFormat.E164)[1:]
-            return cls(canonical, _national_form(parsed, region), text, recognised=True)
+            return cls(canonical, _national_form(parsed, region), text, True, _international_prefix(region))
         if dialled.startswith(("+", "00")):
             raise InvalidPhoneNumber(f"{raw!r} is written as an international number but is not a valid one")
         if len(dialled) > MAX_DIGITS:
@@ -69,11 +71,12 @@ class PhoneNumber:
     def lookup_forms(self) -> Tuple[str, ...]:
         """The distinct forms other tools may have stored this number under, canonical first.
 
-        Canonical, national (``0912406496``), ``+`` E.164 (``+84912406496``) and the raw text.
+        Canonical, national (``0912406496``), ``+`` E.164 (``+84912406496``), dialled from the default
+        region (``0084912406496``) and the raw text.
         """
         forms = [self.canonical, self.national or ""]
         if self.recognised:
-            forms.append("+" + self.canonical)
+            forms += ["+" + self.canonical, self.international_prefix + self.canonical]
         forms.append(self.raw)
         return tuple(dict.fromkeys(f for f in forms if f))
 
@@ -96,6 +99,15 @@ def _parse_valid(text: str, region: Optional[str]) -> Optional[phonenumbers.Phon
     except NumberParseException:
         return None
     return parsed if phonenumbers.is_valid_number(parsed) else None
+
+
+def _international_prefix(region: str) -> str:
+    """The digits the region dials before a country code (``00``; ``011`` in the US)."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region.upper())
+    for prefix in (metadata.preferred_international_prefix, metadata.international_prefix) if metadata else ():
+        if prefix and prefix.isdigit():
+            return prefix
+    return "00"
 
 
 def _national_form(parsed: phonenumbers.PhoneNumber, region: str) -> Optional[str]:

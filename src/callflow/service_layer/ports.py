@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Dict, List, Optional, Protocol, Sequence, Set
+from typing import AsyncIterator, Dict, List, Optional, Protocol, Sequence, Set
 
 from callflow.domain.envelope import EventEnvelope
+from callflow.domain.policy import PhoneListing
 
 
 class Clock(Protocol):
@@ -21,7 +22,44 @@ class Clock(Protocol):
 
 
 # --- checkphone -------------------------------------------------------------------------------
-# (PhoneLists port: see the checkphone section below.)
+class PhoneLists(Protocol):
+    """The blacklist (entries that may expire) and the VIP set, keyed by a number's written form."""
+
+    async def lookup(self, forms: Sequence[str], timeout_s: float) -> PhoneListing:
+        """Whether any of ``forms`` is blacklisted / VIP, in one round trip within ``timeout_s``.
+
+        Raises ``PhoneListsUnavailable`` when the store did not answer in time or is unreachable.
+        """
+        ...
+
+    async def blacklist_add(self, numbers: Sequence[str], ttl_s: int) -> None:
+        """Blacklist each of ``numbers`` for ``ttl_s`` seconds (0: until removed); re-adding renews."""
+        ...
+
+    async def blacklist_remove(self, forms: Sequence[str]) -> int:
+        """Un-blacklist every one of ``forms``; returns how many entries there were."""
+        ...
+
+    def blacklist_members(self) -> AsyncIterator[str]:
+        """Every blacklisted form, in no particular order."""
+        ...
+
+    async def vip_add(self, numbers: Sequence[str]) -> None:
+        """Make each of ``numbers`` a VIP."""
+        ...
+
+    async def vip_remove(self, forms: Sequence[str]) -> int:
+        """Remove every one of ``forms`` from the VIP set; returns how many were in it."""
+        ...
+
+    def vip_members(self) -> AsyncIterator[str]:
+        """Every VIP form, in no particular order."""
+        ...
+
+
+class PhoneListsUnavailable(Exception):
+    """The phone lists' store did not answer in time or could not be reached."""
+
 
 # --- event ------------------------------------------------------------------------------------
 class EventDelivery(Protocol):

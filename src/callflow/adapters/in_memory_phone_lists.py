@@ -1,0 +1,78 @@
+"""The PhoneLists port kept in memory: same contract as Redis, expiry read from the Clock port."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import AsyncIterator, Dict, List, Optional, Sequence, Set
+
+from callflow.domain.policy import PhoneListing
+from callflow.service_layer.ports import Clock, PhoneListsUnavailable
+
+
+class InMemoryPhoneLists:
+    """Implements ``PhoneLists`` in a dict (blacklist form -> expiry or None) and a set (VIP forms).
+
+    ``available`` set to False makes every call raise ``PhoneListsUnavailable``, as an unreachable
+    Redis does.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._blacklist: Dict[str, Optional[datetime]] = {}
+        self._vip: Set[str] = set()
+        self.available = True
+
+    async def lookup(self, forms: Sequence[str], timeout_s: float) -> PhoneListing:
+        self._check_available()
+        if timeout_s <= 0:
+            raise PhoneListsUnavailable("no time left for the lookup")
+        return PhoneListing(
+            blacklisted=any(self._blacklisted(form) for form in forms),
+            vip=any(form in self._vip for form in forms),
+        )
+
+    async def blacklist_add(self, numbers: Sequence[str], ttl_s: int) -> None:
+        self._check_available()
+        expires = self._clock.now() + timedelta(seconds=ttl_s) if ttl_s else None
+        for number in numbers:
+            self._blacklist[number] = expires
+
+    async def blacklist_remove(self, forms: Sequence[str]) -> int:
+        self._check_available()
+        present = [form for form in dict.fromkeys(forms) if self._blacklisted(form)]
+        for form in present:
+            del self._blacklist[form]
+        return len(present)
+
+    async def blacklist_members(self) -> AsyncIterator[str]:
+        self._check_available()
+        for form in [form for form in self._blacklist if self._blacklisted(form)]:
+            yield form
+
+    async def vip_add(self, numbers: Sequence[str]) -> None:
+        self._check_available()
+        self._vip.update(numbers)
+
+    async def vip_remove(self, forms: Sequence[str]) -> int:
+        self._check_available()
+        present: List[str] = [form for form in dict.fromkeys(forms) if form in self._vip]
+        self._vip.difference_update(present)
+        return len(present)
+
+    async def vip_members(self) -> AsyncIterator[str]:
+        self._check_available()
+        for member in list(self._vip):
+            yield member
+
+    def _blacklisted(self, form: str) -> bool:
+        """True when ``form`` has an entry that has not expired (an expired one is forgotten)."""
+        if form not in self._blacklist:
+            return False
+        expires = self._blacklist[form]
+        if expires is not None and self._clock.now() >= expires:
+            del self._blacklist[form]
+            return False
+        return True
+
+    def _check_available(self) -> None:
+        if not self.available:
+            raise PhoneListsUnavailable("the in-memory phone lists are marked unavailable")
