@@ -15,6 +15,7 @@ from callflow.service_layer.record_call_event import ERROR, OK, EventOutcome, Re
 
 _FALLBACK_ERRORS = {"deadline": "timeout", "overloaded": "overloaded"}
 _REPLY_MARGIN_S = 0.05  # two SET VARIABLE round trips, with room to spare
+_LOGGED_CHARS = 80  # raw dialplan values may be kilobytes: the log line shows their start
 _log = get_logger("callflow.event")
 
 
@@ -55,7 +56,7 @@ class EventRoute(Route):
         structlog.contextvars.bind_contextvars(call_id=call.call_id or call.unique_id)
         wait_s = max(0.0, min(self._publish_timeout_s, session.remaining() - self._reserve_s))
         outcome = await self._record.execute(call, wait_s, on_custody=lambda: self._in_custody.add(session))
-        _log_outcome(outcome, combined)
+        _log_outcome(outcome, combined, call)
         await _answer(session, outcome.status, outcome.reason)
         self._in_custody.discard(session)
 
@@ -75,7 +76,7 @@ async def _answer(session: AgiSession, status: str, reason: str) -> None:
     await session.set_variable("CALLFLOW_ERROR", reason)
 
 
-def _log_outcome(outcome: EventOutcome, combined: bool) -> None:
+def _log_outcome(outcome: EventOutcome, combined: bool, call: CallValues) -> None:
     for warning in outcome.warnings:
         _log.warning("event value ignored", detail=warning)
     if outcome.stats_error:
@@ -83,4 +84,5 @@ def _log_outcome(outcome: EventOutcome, combined: bool) -> None:
         _log.warning("call-status set not updated; event delivered anyway", detail=outcome.stats_error)
     log = _log.info if outcome.status == OK else _log.warning
     log("event recorded" if outcome.status == OK else "event refused", status=outcome.status,
-        reason=outcome.reason, confirmed=outcome.confirmed, one_round_trip=combined)
+        reason=outcome.reason, confirmed=outcome.confirmed, one_round_trip=combined,
+        customer_id=call.customer_id[:_LOGGED_CHARS], call_status=call.call_status[:_LOGGED_CHARS])
