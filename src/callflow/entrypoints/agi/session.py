@@ -36,6 +36,14 @@ class AgiSessionClosed(Exception):
     """Asterisk closed the connection (EOF): the session is over, nothing more can be said."""
 
 
+class AgiCommandRejected(Exception):
+    """Asterisk refused a command (510 unknown, 511 dead channel, 520 bad syntax)."""
+
+    def __init__(self, reply: AgiReply) -> None:
+        super().__init__(f"Asterisk answered {reply.code} {reply.extra}".rstrip())
+        self.reply = reply
+
+
 class AgiSession(abc.ABC):
     """One FastAGI session: the ``agi_*`` header block and a one-command-at-a-time channel."""
 
@@ -68,15 +76,25 @@ class AgiSession(abc.ABC):
 
     @abc.abstractmethod
     async def get_variable(self, name: str) -> Optional[str]:
-        """``GET VARIABLE name``: the value, or ``None`` when unset (``200 result=0``)."""
+        """``GET VARIABLE name``: the value, or ``None`` when unset (``200 result=0``).
+
+        Asterisk truncates the value at 1023 bytes. Raises ``AgiCommandRejected`` on 510/511/520.
+        """
 
     @abc.abstractmethod
     async def get_full_variable(self, expression: str) -> Optional[str]:
-        """``GET FULL VARIABLE expression``: the substituted text, ``None`` on ``result=0``."""
+        """``GET FULL VARIABLE expression``: the substituted text, ``None`` on ``result=0``.
+
+        An unset variable and an empty one both give ``""``. Raises ``AgiCommandRejected``.
+        """
 
     @abc.abstractmethod
     async def set_variable(self, name: str, value: str) -> bool:
-        """``SET VARIABLE name "value"`` with ``\\`` and ``"`` escaped; True on ``200 result=1``."""
+        """``SET VARIABLE name value``, quoted when needed (``\\`` and ``"`` escaped).
+
+        True on ``200 result=1``. ``ValueError`` for a value holding a line break or NUL, or a
+        command longer than Asterisk reads in one line (2047 bytes).
+        """
 
 
 class Route(abc.ABC):
