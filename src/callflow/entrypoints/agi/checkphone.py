@@ -1,0 +1,66 @@
+"""The ``checkphone`` route: a caller's number in, PHONE_POLICY and its companions out (SPEC §1)."""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import structlog
+
+from callflow.domain.policy import PhonePolicy, PolicyResult
+from callflow.entrypoints.agi.session import AgiSession, Route
+from callflow.service_layer.check_phone import CheckPhone
+
+#: time kept back from the lookup for the four SET VARIABLE round trips
+ANSWER_RESERVE_S = 0.1
+
+
+async def build_checkphone_route(app: Any) -> "CheckPhoneRoute":
+    """The route wired from ``app`` (the Application container, resources initialised).
+
+    Async: on real adapters the use case depends on the Redis client, an async Resource, so
+    dependency-injector hands it out as an awaitable.
+    """
+    return CheckPhoneRoute(await _resolved(app.check_phone()), await _resolved(app.phone_policy()),
+                           deadline_s=app.settings().checkphone_deadline_ms / 1000.0)
+
+
+class CheckPhoneRoute(Route):
+    """Checks ``agi_arg_1`` when given and not blank, else ``agi_callerid``; sets the four variables.
+
+    The lookup gets what is left of the deadline minus ``ANSWER_RESERVE_S``, so a slow Redis still
+    leaves time to answer DEGRADED; past the deadline the server calls ``fallback``.
+    """
+
+    name = "checkphone"
+
+    def __init__(self, check_phone: CheckPhone, policy: PhonePolicy, deadline_s: float) -> None:
+        self.deadline_s = deadline_s
+        self._check_phone = check_phone
+        self._policy = policy
+
+    async def handle(self, session: AgiSession) -> None:
+        within_s = max(0.0, session.remaining() - ANSWER_RESERVE_S)
+        result = await self._check_phone.execute(number_to_check(session), within_s)
+        await answer(session, result)
+
+    async def fallback(self, session: AgiSession, reason: str) -> None:
+        """``error``: ERROR; ``deadline`` or ``overloaded``: DEGRADED; policy fail-open or -closed."""
+        await answer(session, self._policy.error() if reason == "error" else self._policy.degraded())
+
+
+def number_to_check(session: AgiSession) -> str:
+    """``agi_arg_1`` (``AGI(agi://.../checkphone,${CALLERID(num)})``) unless blank, else ``agi_callerid``."""
+    if session.args and session.args[0].strip():
+        return session.args[0]
+    return session.env.get("agi_callerid", "")
+
+
+async def _resolved(provided: Any) -> Any:
+    return await provided if inspect.isawaitable(provided) else provided
+
+
+async def answer(session: AgiSession, result: PolicyResult) -> None:
+    """One SET VARIABLE per variable, one at a time, CALLFLOW_STATUS last (ADR 0021)."""
+    structlog.contextvars.bind_contextvars(policy=result.policy)
+    for name, value in result.variables():
+        await session.set_variable(name, value)
