@@ -70,6 +70,15 @@ def test_dialplan_calls_both_routes_and_branches_on_the_policy() -> None:
     assert '$["${CALLFLOW_STATUS}" = "OK"]' in text
 
 
+def test_event_failures_are_retried_unless_the_values_are_invalid() -> None:
+    """An event not taken (unreachable, timeout...) goes to CALLFLOW_BACKUP; invalid values are only logged."""
+    event = _dialplan().split("[callflow-event]", 1)[1].split("\n[", 1)[0]
+    assert "Set(CALLFLOW_STATUS=)" in event and "Set(CALLFLOW_ERROR=)" in event
+    assert '$["${CALLFLOW_ERROR:0:8}" = "invalid:"]?refused' in event
+    assert "AGI(${CALLFLOW_BACKUP}/event)" in event
+    assert event.index("Set(CALLFLOW_STATUS=)") < event.index("AGI(${CALLFLOW}/event)")
+
+
 @pytest.mark.parametrize(
     "name", ["CALL_ID", "DIRECTION", "CUSTOMER_ID", "TRUNK", "UNIQUE_ID", "PHONE_DIAL", "LINKED_ID",
              "QUEUE_NAME", "DIAL_MODE"],
