@@ -1,0 +1,95 @@
+"""The floor: the cheapest correct FastAGI session in Python, measured beside callflow in every run.
+
+Reads the agi_* block up to its blank line, sends one ``SET VARIABLE CALLFLOW_STATUS "OK"``, reads
+the reply, closes. Same runtime as callflow (asyncio, uvloop when installed), plain Protocol
+callbacks: whatever callflow costs above this is callflow's own work.
+
+    python -m bench.floor_server --port 4599
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from typing import List, Optional
+
+from bench.loadgen import raise_nofile
+
+_COMMAND = b'SET VARIABLE CALLFLOW_STATUS "OK"\n'
+_MAX_HEADER = 16384
+
+
+class FloorSession(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.sent = False
+        self.transport: Optional[asyncio.Transport] = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.sent:
+            end = self.buffer.find(b"\n\n")
+            if end < 0:
+                if len(self.buffer) > _MAX_HEADER:
+                    self.transport.close()  # type: ignore[union-attr]
+                return
+            self.sent = True
+            self.buffer = self.buffer[end + 2 :]
+            self.transport.write(_COMMAND)  # type: ignore[union-attr]
+        if b"\n" in self.buffer:  # the reply to our one command (or an early HANGUP): done
+            self.transport.close()  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool:
+        return False
+
+
+async def serve(host: str, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(FloorSession, host, port, backlog=4096, reuse_address=True)
+    bound = server.sockets[0].getsockname()[1]
+    print(f"floor server listening on {host}:{bound}", flush=True)
+    stop = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    await stop
+    server.close()
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """uvloop when installed (as callflow uses it), else the standard loop."""
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+
+            return uvloop.new_event_loop()
+        except ImportError:
+            if kind == "uvloop":
+                raise
+    return asyncio.new_event_loop()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="bench.floor_server", description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--cpu", type=int, action="append", help="pin to these CPUs")
+    p.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
+    args = p.parse_args(argv)
+    if args.cpu:
+        os.sched_setaffinity(0, set(args.cpu))
+    raise_nofile(65536)
+    loop = new_event_loop(args.loop)
+    try:
+        loop.run_until_complete(serve(args.host, args.port))
+    finally:
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Asterisk-side load generator for a FastAGI server: plays many Asterisk channels at once.
+
+Closed loop (``--concurrency N``: N callers, each placing its next call when the last one ends) or
+open loop (``--rate R``: R new calls a second, whatever the server's pace). After ``--warmup``
+seconds it measures for ``--duration`` seconds: calls started in that window are counted, and the
+CPU of the ``--watch-pid`` processes is read at the window's edges. Prints one JSON object.
+
+    python -m bench.loadgen --port 4573 --route checkphone --concurrency 100 --duration 5
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+from bench import procstat
+from bench.engine import Engine
+from bench.recorder import Bucket
+from bench.scenarios import SCENARIOS, build_scenario
+
+
+def run_load(args: argparse.Namespace) -> Dict[str, Any]:
+    scenario = build_scenario(args.route, args.host, args.port, args.customer, args.floor)
+    engine = Engine(args.host, args.port, scenario, args.reply_delay_us / 1e6, args.timeout)
+    engine.max_in_flight = args.max_in_flight
+    watched: List[int] = args.watch_pid or []
+    window_start = time.perf_counter() + args.warmup
+    window_end = window_start + args.duration
+    if args.rate:
+        engine.open_loop(args.rate, window_end)
+    else:
+        engine.closed_loop(args.concurrency, window_end, ramp_s=min(args.warmup / 2, 1.0))
+    engine.run(window_start)
+
+    bucket = Bucket(args.route, args.deadline_ms / 1000 if args.deadline_ms else None)
+    cpu0, own0 = procstat.cpu_seconds(watched), time.process_time()
+    bucket.started_at = time.perf_counter()
+    engine.bucket = bucket
+    engine.run(window_end)
+    engine.bucket = None
+    bucket.ended_at = time.perf_counter()
+    cpu1, own1 = procstat.cpu_seconds(watched), time.process_time()
+    engine.drain(args.timeout + 1)
+
+    result = bucket.summary()
+    result.update(
+        route=args.route, floor=args.floor, concurrency=0 if args.rate else args.concurrency,
+        rate=args.rate, reply_delay_us=args.reply_delay_us, not_started=engine.not_started,
+        loadgen_cpu_util=round((own1 - own0) / bucket.seconds, 3),
+    )
+    if watched:
+        cpu = cpu1 - cpu0
+        result["server_cpu_s"] = round(cpu, 3)
+        result["server_cpu_util"] = round(cpu / bucket.seconds, 3)
+        result["server_cpu_ms_per_call"] = round(cpu * 1000 / bucket.calls, 4) if bucket.calls else None
+        result["server_peak_rss_mb"] = procstat.peak_rss_mb(watched)
+    return result
+
+
+def raise_nofile(wanted: int) -> int:
+    """Raise the open-files limit towards ``wanted`` (up to the hard limit); returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = max(soft, wanted) if hard == resource.RLIM_INFINITY else min(max(soft, wanted), hard)
+    if target != soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench.loadgen", description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=4573)
+    p.add_argument("--route", choices=sorted(SCENARIOS), default="checkphone")
+    p.add_argument("--floor", action="store_true", help="only check CALLFLOW_STATUS=OK (floor server)")
+    load = p.add_mutually_exclusive_group()
+    load.add_argument("--concurrency", type=int, default=1, help="closed loop: callers placing calls back to back")
+    load.add_argument("--rate", type=float, default=0.0, help="open loop: new calls a second")
+    p.add_argument("--max-in-flight", type=int, default=5000, help="open loop: calls in flight at most")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds measured")
+    p.add_argument("--reply-delay-us", type=float, default=0.0, help="Asterisk's delay before each reply")
+    p.add_argument("--timeout", type=float, default=10.0, help="give up on a call after this many seconds")
+    p.add_argument("--deadline-ms", type=float, default=0.0, help="count calls slower than this as late")
+    p.add_argument("--customer", default="bench_customer", help="CUSTOMER_ID of event calls")
+    p.add_argument("--watch-pid", type=int, action="append", help="server process to measure (repeatable)")
+    p.add_argument("--cpu", type=int, action="append", help="pin this process to these CPUs (repeatable)")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.cpu:
+        os.sched_setaffinity(0, set(args.cpu))
+    raise_nofile(args.concurrency + args.max_in_flight + 256)
+    json.dump(run_load(args), sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
