@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Awaitable, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Tuple
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -27,6 +27,24 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Al
             408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 _TEXT = "text/plain; charset=utf-8"
 _log = get_logger("callflow.http")
+
+
+def redis_check(client: Any) -> ReadinessCheck:
+    """Ready when Redis answers PING (``client``: a ``redis.asyncio.Redis``)."""
+
+    async def check() -> bool:
+        return bool(await client.ping())
+
+    return check
+
+
+def broker_check(publisher: Any) -> ReadinessCheck:
+    """Ready when the event publisher's connection and channel are open (``EventPublisher.is_connected``)."""
+
+    async def check() -> bool:
+        return bool(publisher.is_connected())
+
+    return check
 
 
 class OpsHttpServer:
