@@ -20,6 +20,7 @@ from callflow.config import Settings
 from callflow.domain.call_event_factory import CallEventFactory
 from callflow.domain.policy import PhonePolicy
 from callflow.service_layer.check_phone import CheckPhone
+from callflow.service_layer.phone_list_admin import AddNumbers, RemoveNumber
 from callflow.service_layer.record_call_event import RecordCallEvent
 
 
@@ -76,6 +77,10 @@ class Application(containers.DeclarativeContainer):
         policy=phone_policy,
         region=settings.provided.default_region,
         timeout_s=providers.Callable(lambda ms: ms / 1000.0, settings.provided.redis_timeout_ms),
+    )
+    add_numbers = providers.Singleton(AddNumbers, lists=adapters.phone_lists, region=settings.provided.default_region)
+    remove_number = providers.Singleton(
+        RemoveNumber, lists=adapters.phone_lists, region=settings.provided.default_region
     )
 
     # --- event use case -------------------------------------------------------------------------

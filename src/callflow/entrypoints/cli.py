@@ -16,6 +16,7 @@ from callflow import __version__
 COMMAND_MODULES = (
     "callflow.entrypoints.commands.serve",
     "callflow.entrypoints.commands.stats",
+    "callflow.entrypoints.commands.lists",
     "callflow.entrypoints.commands.outbox",
     "callflow.entrypoints.commands.config",
 )

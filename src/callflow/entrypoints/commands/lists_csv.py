@@ -1,0 +1,69 @@
+"""CSV in and out for ``callflow blacklist|vip import|export``.
+
+Import reads the first column of each row; blank rows are skipped; a first row whose first cell has
+letters and no digit is a header. Excel's UTF-8 byte order mark is tolerated. Export writes a
+``number`` header, then one number per row, to a temporary file renamed into place once complete.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterable, Iterator, Optional, TextIO, Tuple
+
+HEADER = "number"
+
+
+def numbers_in(stream: TextIO) -> Iterator[Tuple[int, str]]:
+    """``(line, first cell)`` for every non-blank row, the header row left out."""
+    reader = csv.reader(stream)
+    for row in reader:
+        cell = row[0].strip() if row else ""
+        if not cell:
+            continue
+        if reader.line_num == 1 and _is_header(cell):
+            continue
+        yield reader.line_num, cell
+
+
+def _is_header(cell: str) -> bool:
+    return any(c.isalpha() for c in cell) and not any(c.isdigit() for c in cell)
+
+
+@contextmanager
+def opened_for_reading(path: str) -> Iterator[TextIO]:
+    """``path`` as text (``-``: standard input)."""
+    if path == "-":
+        yield sys.stdin
+        return
+    with open(path, encoding="utf-8-sig", newline="") as stream:
+        yield stream
+
+
+@contextmanager
+def opened_for_writing(path: Optional[str]) -> Iterator[IO[str]]:
+    """Standard output, or ``path`` written whole or not at all (temporary file, then rename)."""
+    if path is None or path == "-":
+        yield sys.stdout
+        return
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with open(partial, "w", encoding="utf-8", newline="") as stream:
+            yield stream
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)  # gone after the rename; left behind only by a failure
+
+
+def write_numbers(stream: IO[str], numbers: Iterable[str]) -> int:
+    """The header and one row per number; returns how many rows."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow([HEADER])
+    count = 0
+    for number in numbers:
+        writer.writerow([number])
+        count += 1
+    return count

@@ -1,0 +1,132 @@
+"""The verbs of ``callflow blacklist|vip``: each ``async (app, args) -> exit status``."""
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from typing import Any, AsyncIterator, Awaitable, Callable, List, Tuple
+
+from callflow.containers import Application
+from callflow.domain.errors import InvalidPhoneNumber
+from callflow.domain.policy import DEGRADED, ERROR
+from callflow.entrypoints.cli import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
+from callflow.entrypoints.commands.lists_csv import numbers_in, opened_for_reading, opened_for_writing, write_numbers
+from callflow.service_layer.phone_list_admin import BLACKLIST, AddReport
+from callflow.service_layer.ports import PhoneListsUnavailable
+
+Verb = Callable[[Application, argparse.Namespace], Awaitable[int]]
+PROGRESS_EVERY = 10000  # numbers between two progress lines of an import
+
+
+async def add(app: Application, args: argparse.Namespace) -> int:
+    def added(report: AddReport, batch: Tuple[str, ...]) -> None:
+        for number in batch:
+            print(f"{number} added to the {args.list_name}{_lasting(args)}")
+
+    add_numbers = await resolved(app.add_numbers())
+    report = await add_numbers.execute(args.list_name, enumerate(args.numbers, 1), _ttl(args), added)
+    return _refusals(args, "add", report, "argument")
+
+
+async def remove(app: Application, args: argparse.Namespace) -> int:
+    remove_number = await resolved(app.remove_number())
+    status = EXIT_OK
+    for text in args.numbers:
+        try:
+            removed = await remove_number.execute(args.list_name, text)
+        except InvalidPhoneNumber as exc:
+            print(f"callflow {args.list_name} remove: {exc}", file=sys.stderr)
+            status = EXIT_USAGE
+            continue
+        if removed:
+            print(f"{text}: {removed} {'entry' if removed == 1 else 'entries'} removed from the {args.list_name}")
+        else:
+            print(f"{text}: not on the {args.list_name}", file=sys.stderr)
+            status = max(status, EXIT_NOT_FOUND)
+    return status
+
+
+async def list_numbers(app: Application, args: argparse.Namespace) -> int:
+    for number in await _sorted_members(app, args.list_name):
+        print(number)
+    return EXIT_OK
+
+
+async def check(app: Application, args: argparse.Namespace) -> int:
+    result = await (await resolved(app.check_phone())).execute(args.number)
+    if result.status == DEGRADED:
+        raise PhoneListsUnavailable("no answer within the timeout")
+    if result.status == ERROR:
+        print(f"callflow {args.list_name} check: {args.number!r} is not a phone number", file=sys.stderr)
+        return EXIT_USAGE
+    listed = result.blacklisted if args.list_name == BLACKLIST else result.vip
+    print(f"{args.number}: policy {result.policy} (blacklisted: {_yes(result.blacklisted)}, vip: {_yes(result.vip)})")
+    return EXIT_OK if listed else EXIT_NOT_FOUND
+
+
+async def import_file(app: Application, args: argparse.Namespace) -> int:
+    shown = [0]
+
+    def progress(report: AddReport, batch: Tuple[str, ...]) -> None:
+        done = report.added + len(report.rejected)
+        if done - shown[0] >= PROGRESS_EVERY:
+            shown[0] = done
+            print(f"callflow {args.list_name} import: {report.added} added, {len(report.rejected)} refused so far",
+                  file=sys.stderr)
+
+    add_numbers = await resolved(app.add_numbers())
+    try:
+        with opened_for_reading(args.file) as stream:
+            report = await add_numbers.execute(args.list_name, numbers_in(stream), _ttl(args), progress)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"callflow {args.list_name} import: cannot read {args.file}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    status = _refusals(args, "import", report, "line")
+    print(f"callflow {args.list_name} import: {report.added} added{_lasting(args)}, "
+          f"{len(report.rejected)} refused", file=sys.stderr)
+    return status
+
+
+async def export_file(app: Application, args: argparse.Namespace) -> int:
+    numbers = await _sorted_members(app, args.list_name)
+    try:
+        with opened_for_writing(args.file) as stream:
+            count = write_numbers(stream, numbers)
+    except OSError as exc:
+        print(f"callflow {args.list_name} export: cannot write {args.file}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.file not in (None, "-"):
+        print(f"callflow {args.list_name} export: {count} numbers written to {args.file}", file=sys.stderr)
+    return EXIT_OK
+
+
+async def resolved(provided: Any) -> Any:
+    """A provider's product: on real adapters dependency-injector hands it out as an awaitable."""
+    return await provided if inspect.isawaitable(provided) else provided
+
+
+async def _sorted_members(app: Application, list_name: str) -> List[str]:
+    lists = await resolved(app.adapters.phone_lists())
+    members: AsyncIterator[str] = lists.blacklist_members() if list_name == BLACKLIST else lists.vip_members()
+    return sorted({number async for number in members})  # a SCAN may return a key twice
+
+
+def _refusals(args: argparse.Namespace, verb: str, report: AddReport, where: str) -> int:
+    for refused in report.rejected:
+        print(f"callflow {args.list_name} {verb}: {where} {refused.line}: {refused.reason}", file=sys.stderr)
+    return EXIT_USAGE if report.rejected else EXIT_OK
+
+
+def _ttl(args: argparse.Namespace) -> int:
+    return getattr(args, "ttl", None) or 0
+
+
+def _lasting(args: argparse.Namespace) -> str:
+    if args.list_name != BLACKLIST:
+        return ""
+    return f" for {args.ttl} s" if args.ttl else " until removed"
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
