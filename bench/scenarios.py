@@ -91,7 +91,8 @@ class Scenario:
     def check(self, call: Call) -> Optional[str]:
         status = call.channel.set_by_server.get("CALLFLOW_STATUS")
         if status != "OK":
-            return f"CALLFLOW_STATUS={status}"
+            reason = call.channel.set_by_server.get("CALLFLOW_ERROR")
+            return f"CALLFLOW_STATUS={status}" + (f" CALLFLOW_ERROR={reason}" if reason else "")
         if call.channel.protocol_errors:
             return call.channel.protocol_errors[0]
         return None
