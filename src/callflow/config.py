@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     checkphone_deadline_ms: int = Field(500, ge=1, description="Deadline of a checkphone session.")
     event_deadline_ms: int = Field(2000, ge=1, description="Deadline of an event session.")
     drain_timeout_s: float = Field(10.0, ge=0, description="On SIGTERM, how long sessions in flight may finish.")
+    fallback_grace_ms: int = Field(
+        200, ge=1, description="Time a route's fallback (deadline, overload, error) gets to set its safe defaults."
+    )
 
     # --- Redis --------------------------------------------------------------------------------
     redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"), description="Redis URL.")

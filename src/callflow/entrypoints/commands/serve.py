@@ -1,13 +1,124 @@
-"""``callflow serve``: run the FastAGI server (placeholder until the AGI server lands)."""
+"""``callflow serve``: the FastAGI server with its routes, metrics and health, until SIGTERM.
+
+SIGTERM or SIGINT: stop accepting, let sessions in flight finish (``drain_timeout_s``), close the
+rest, shut the clients down, exit 0. Runs on uvloop when it is installed (extra ``fast``).
+"""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import inspect
+import signal
+from typing import Any, Awaitable, Callable, Optional
+
+from callflow.config import Settings
+from callflow.containers import build_application
+from callflow.entrypoints.agi.routes import build_routes
+from callflow.entrypoints.agi.server import AgiServer
+from callflow.entrypoints.commands.config import load_settings
+from callflow.entrypoints.http import OpsHttpServer
+from callflow.logging import configure_logging, get_logger
+
+_log = get_logger("callflow.serve")
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
-    parser = subparsers.add_parser("serve", help="run the FastAGI server")
+    parser = subparsers.add_parser("serve", help="run the FastAGI server",
+                                   description="Run the FastAGI server until SIGTERM (then drain and exit 0).")
+    parser.add_argument("--host", help="address to listen on (default CALLFLOW_AGI_HOST)")
+    parser.add_argument("--port", type=int, help="FastAGI port (default CALLFLOW_AGI_PORT; 0 = any free port)")
     parser.set_defaults(func=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    raise SystemExit("callflow serve: the AGI server is not wired yet")
+    overrides = {name: value for name, value in (("agi_host", args.host), ("agi_port", args.port))
+                 if value is not None}
+    settings = load_settings().model_copy(update=overrides)
+    _configure_logging(settings)
+    return run_loop(serve(settings))
+
+
+def _configure_logging(settings: Settings) -> None:
+    try:
+        configure_logging(settings.log_level, log_file=settings.log_path, fmt=settings.log_format)
+    except OSError as error:  # an unwritable log directory must not keep calls from being served
+        configure_logging(settings.log_level, log_file=None, fmt=settings.log_format)
+        _log.warning("log file unusable, logging to the console only", path=str(settings.log_path), error=str(error))
+
+
+def run_loop(main: Awaitable[int]) -> int:
+    """Run ``main`` on uvloop when importable, else on asyncio's default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)  # type: ignore[arg-type]
+    if hasattr(uvloop, "run"):
+        return uvloop.run(main)  # type: ignore[no-any-return]
+    uvloop.install()
+    return asyncio.run(main)  # type: ignore[arg-type]
+
+
+async def serve(settings: Settings, stop: Optional[asyncio.Event] = None) -> int:
+    """Serve until ``stop`` is set (by SIGTERM/SIGINT when not given), then drain; returns 0."""
+    stop = stop or _stop_on_signals()
+    app = build_application(settings)
+    await _maybe_await(app.init_resources())
+    try:
+        agi = AgiServer(settings, await build_routes(app, settings))
+        try:
+            host, port = await agi.start()
+        except OSError as error:
+            _log.error("cannot listen for FastAGI", host=settings.agi_host, port=settings.agi_port, error=str(error))
+            return 1
+        ops = await start_ops_http(settings, app, agi)
+        _log.info("callflow serving", agi=f"{host}:{port}", event_loop=type(asyncio.get_running_loop()).__module__,
+                  http=f"{settings.http_host}:{ops.port}" if ops else "off")
+        await stop.wait()
+        _log.info("callflow stopping: draining sessions", in_flight=agi.in_flight, timeout_s=settings.drain_timeout_s)
+        if ops is not None:
+            ops.mark_draining()
+        await agi.drain()
+        if ops is not None:
+            await ops.stop()
+    finally:
+        await _maybe_await(app.shutdown_resources())
+    _log.info("callflow stopped")
+    return 0
+
+
+async def start_ops_http(settings: Settings, app: Any, agi: AgiServer) -> Optional[OpsHttpServer]:
+    """The metrics and health HTTP server (``entrypoints/http.py``), started; readiness checks go here.
+
+    ``None`` when it cannot listen: calls are still served, and the log says why.
+    """
+    ops = OpsHttpServer(settings.http_host, settings.http_port)
+    try:
+        await ops.start()
+    except OSError as error:
+        _log.error("cannot listen for metrics and health", host=settings.http_host, port=settings.http_port,
+                   error=str(error))
+        return None
+    return ops
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, _signalled(stop, signum))
+        except (NotImplementedError, RuntimeError):  # not the main thread / not a Unix loop
+            pass
+    return stop
+
+
+def _signalled(stop: asyncio.Event, signum: int) -> Callable[[], None]:
+    def handler() -> None:
+        _log.info("signal received", signal=signal.Signals(signum).name)
+        stop.set()
+    return handler
+
+
+async def _maybe_await(result: Any) -> None:
+    if inspect.isawaitable(result):
+        await result

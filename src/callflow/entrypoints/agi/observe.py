@@ -1,0 +1,84 @@
+"""What the AGI layer tells operators: one summary line and a few metrics per session.
+
+Kept off the per-line path on purpose: nothing here runs per command, only per connection.
+"""
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Dict, Optional, Tuple, Type
+
+import structlog
+
+from callflow import metrics
+
+log = structlog.get_logger("callflow.agi")
+
+_seconds: Dict[str, Any] = {}
+_outcomes: Dict[Tuple[str, str], Any] = {}
+
+
+def format_peer(peername: Any) -> str:
+    """``host:port`` (``[v6]:port``) of a socket's peer name; ``?`` when unknown."""
+    if not isinstance(peername, tuple) or len(peername) < 2:
+        return "?"
+    host, port = peername[0], peername[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def protocol_error(kind: str) -> None:
+    metrics.PROTOCOL_ERRORS.labels(kind).inc()
+
+
+def header_refused(kind: str, peer: str) -> None:
+    """A connection that ended before a usable header; a bare probe is not an error."""
+    if kind == "probe":
+        log.debug("agi connection closed before any header", peer=peer)
+        return None
+    protocol_error(kind)
+    log.info("agi header refused", kind=kind, peer=peer)
+    return None
+
+
+def _record(route: str, status: str, seconds: float) -> None:
+    child = _seconds.get(route)
+    if child is None:
+        child = _seconds[route] = metrics.SESSION_SECONDS.labels(route)
+    child.observe(seconds)
+    counter = _outcomes.get((route, status))
+    if counter is None:
+        counter = _outcomes[(route, status)] = metrics.SESSION_OUTCOMES.labels(route, status)
+    counter.inc()
+
+
+class session_context:  # noqa: N801 - a context manager used like a function
+    """Binds route, peer, unique id and call id to every log line of the session; on exit,
+    records SESSION_SECONDS / SESSION_OUTCOMES and writes the session's summary line."""
+
+    __slots__ = ("_session", "_label", "_tokens")
+
+    def __init__(self, session: Any, known_route: bool) -> None:
+        self._session = session
+        # unknown names stay out of metric labels (bounded cardinality), not out of the log
+        self._label = session.route if known_route else "unknown"
+        self._tokens: Any = None
+
+    def __enter__(self) -> "session_context":
+        session = self._session
+        unique_id = session.env.get("agi_uniqueid", "")
+        self._tokens = structlog.contextvars.bind_contextvars(
+            route=session.route[:64], peer=session.peer, unique_id=unique_id, call_id=unique_id
+        )
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        session = self._session
+        seconds = session.elapsed()
+        status = session.status or "NONE"
+        _record(self._label, status, seconds)
+        if session.unexpected_lines:
+            metrics.PROTOCOL_ERRORS.labels("unexpected_line").inc(session.unexpected_lines)
+        outcome = "cancelled" if exc_type is not None else session.outcome
+        log.info("agi session", status=status, outcome=outcome, duration_ms=round(seconds * 1000.0, 2),
+                 hung_up=session.hung_up)
+        structlog.contextvars.reset_contextvars(**self._tokens)

@@ -1,0 +1,121 @@
+"""How the AGI server is put together: route table, registry checks, source filter, timebox."""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import warnings
+
+import pytest
+from structlog.testing import capture_logs
+
+from callflow.entrypoints.agi import routes as route_table
+from callflow.entrypoints.agi.access import RejectionLog, SourceNetworks
+from callflow.entrypoints.agi.fastagi import AgiLimits, FastAgiApplication
+from callflow.entrypoints.agi.runner import RouteRunner
+from callflow.entrypoints.agi.timebox import TimeBoxExpired, timebox
+from tests.support.agi_routes import EchoRoute, ScriptRoute
+
+
+def test_application_builds_outside_a_running_loop_without_deprecation():
+    """Unlike panoramisk's __init__, building the application asks nothing of the event loop."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FastAgiApplication(AgiLimits())
+
+
+def test_a_plain_function_endpoint_is_refused_with_a_clear_error():
+    """panoramisk wrapped sync endpoints with asyncio.coroutine (gone in 3.11): refuse them up front."""
+    app = FastAgiApplication(AgiLimits())
+    with pytest.raises(TypeError, match="must be an async function"):
+        app.add_route("sync", lambda session: None)
+
+    async def endpoint(session):
+        return None
+
+    app.add_route("async", endpoint)
+    assert app.route_names() == ["async"]
+    with pytest.raises(ValueError):
+        app.add_route("async", endpoint)
+
+
+def test_a_route_with_a_sync_handle_or_no_deadline_is_refused():
+    """A route must have async handle/fallback and a positive deadline."""
+    class SyncRoute(ScriptRoute):
+        def handle(self, session):  # type: ignore[override]
+            return None
+
+    with pytest.raises(TypeError, match="handle must be an async method"):
+        RouteRunner(SyncRoute(lambda s: None), grace_s=0.1)
+    with pytest.raises(ValueError, match="positive deadline"):
+        RouteRunner(EchoRoute(deadline_s=0), grace_s=0.1)
+
+
+def build_echo(app):
+    return EchoRoute()
+
+
+async def build_echo_later(app):
+    return EchoRoute(name="later")
+
+
+def build_nothing(app):
+    return object()
+
+
+async def test_build_routes_awaits_async_builders_and_refuses_duplicates(monkeypatch):
+    """Each ROUTE_BUILDERS line adds a route by name; sync and async builders both work."""
+    here = __name__
+    monkeypatch.setattr(route_table, "ROUTE_BUILDERS", (f"{here}:build_echo", f"{here}:build_echo_later"))
+    assert sorted(await route_table.build_routes(object(), None)) == ["echo", "later"]
+    monkeypatch.setattr(route_table, "ROUTE_BUILDERS", (f"{here}:build_echo", f"{here}:build_echo"))
+    with pytest.raises(ValueError, match="two AGI routes named 'echo'"):
+        await route_table.build_routes(object(), None)
+    monkeypatch.setattr(route_table, "ROUTE_BUILDERS", (f"{here}:build_nothing",))
+    with pytest.raises(TypeError, match="not a Route"):
+        await route_table.build_routes(object(), None)
+
+
+@pytest.mark.parametrize("host, allowed", [
+    ("127.0.0.1", True), ("127.9.9.9", True), ("::1", True), ("::ffff:127.0.0.1", True),
+    ("10.0.0.1", False), ("::ffff:10.0.0.1", False), ("fe80::1%eth0", False), ("", False), ("garbage", False),
+])
+def test_source_networks(host, allowed):
+    """Only configured networks may connect; IPv4-mapped IPv6 peers are judged as IPv4."""
+    networks = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+    assert SourceNetworks(networks).allows(host) is allowed
+
+
+def test_rejections_are_logged_once_per_interval_with_a_count():
+    """A flood of refused connections gives one log line per reason per interval, not one each."""
+    rejections = RejectionLog(interval_s=60)
+    with capture_logs() as logs:
+        for _ in range(5):
+            rejections.note("source_not_allowed", "10.0.0.1", 0)
+        rejections.note("draining", "127.0.0.1", 3)
+    assert [(line["reason"], line["similar_since_last_line"]) for line in logs] == [
+        ("source_not_allowed", 0), ("draining", 0)]
+
+
+async def test_timebox_expires_and_leaves_the_task_usable():
+    """The box raises TimeBoxExpired at its deadline; afterwards the task awaits normally."""
+    with pytest.raises(TimeBoxExpired):
+        with timebox(0.02):
+            await asyncio.sleep(1)
+    with timebox(1.0):
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    assert cancelling is None or cancelling() == 0
+
+
+async def test_timebox_lets_an_outside_cancellation_through():
+    """Cancelling the task from outside is a cancellation, not a timeout."""
+    async def boxed():
+        with timebox(5):
+            await asyncio.sleep(5)
+
+    task = asyncio.ensure_future(boxed())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
