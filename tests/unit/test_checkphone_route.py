@@ -1,6 +1,7 @@
 """The checkphone route over a scripted AGI session (no socket): input choice, variables, fallbacks."""
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 from typing import Dict, List, Optional, Sequence
 
@@ -162,3 +163,32 @@ async def test_the_builder_wires_the_route_from_the_container() -> None:
     session = ScriptedSession()
     await route.fallback(session, "deadline")
     assert session.variables["PHONE_POLICY"] == "blacklist"
+
+
+class StallingSession(ScriptedSession):
+    """A session whose Asterisk stops acknowledging after ``answered`` SET VARIABLE commands."""
+
+    def __init__(self, answered: int) -> None:
+        super().__init__()
+        self._answered = answered
+
+    async def set_variable(self, name: str, value: str) -> bool:
+        await super().set_variable(name, value)
+        if len(self.sets) > self._answered:
+            await asyncio.sleep(3600)
+        return True
+
+
+async def test_a_decided_answer_survives_a_cut_while_it_is_being_written() -> None:
+    """Deadline while the blacklist answer is half written: the fallback re-sends it, not the defaults."""
+    lists = RecordingLists()
+    await lists.blacklist_add(["84912406496"], 86400)
+    route = make_route(lists)
+    session = StallingSession(answered=1)
+    handling = asyncio.ensure_future(route.handle(session))
+    await asyncio.sleep(0.01)
+    handling.cancel()
+    session._answered = 99
+    await route.fallback(session, "deadline")
+    assert session.sets[-4:] == [("PHONE_POLICY", "blacklist"), ("PHONE_BLACKLISTED", "1"), ("PHONE_VIP", "0"),
+                                 ("CALLFLOW_STATUS", "OK")]

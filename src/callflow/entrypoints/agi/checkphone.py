@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import weakref
 from typing import Any
 
 import structlog
@@ -28,7 +29,9 @@ class CheckPhoneRoute(Route):
     """Checks ``agi_arg_1`` when given and not blank, else ``agi_callerid``; sets the four variables.
 
     The lookup gets what is left of the deadline minus ``ANSWER_RESERVE_S``, so a slow Redis still
-    leaves time to answer DEGRADED; past the deadline the server calls ``fallback``.
+    leaves time to answer DEGRADED; past the deadline the server calls ``fallback``. A session whose
+    answer was decided before the cut gets that answer again, never a default that contradicts it
+    (a blacklisted caller is not let through because Asterisk was slow to acknowledge).
     """
 
     name = "checkphone"
@@ -37,15 +40,22 @@ class CheckPhoneRoute(Route):
         self.deadline_s = deadline_s
         self._check_phone = check_phone
         self._policy = policy
+        self._decided: "weakref.WeakKeyDictionary[AgiSession, PolicyResult]" = weakref.WeakKeyDictionary()
 
     async def handle(self, session: AgiSession) -> None:
         within_s = max(0.0, session.remaining() - ANSWER_RESERVE_S)
         result = await self._check_phone.execute(number_to_check(session), within_s)
+        self._decided[session] = result
         await answer(session, result)
+        del self._decided[session]
 
     async def fallback(self, session: AgiSession, reason: str) -> None:
-        """``error``: ERROR; ``deadline`` or ``overloaded``: DEGRADED; policy fail-open or -closed."""
-        await answer(session, self._policy.error() if reason == "error" else self._policy.degraded())
+        """The decided answer if there is one; else ``error``: ERROR, ``deadline`` or ``overloaded``:
+        DEGRADED, with the policy fail-open or fail-closed."""
+        result = self._decided.pop(session, None)
+        if result is None:
+            result = self._policy.error() if reason == "error" else self._policy.degraded()
+        await answer(session, result)
 
 
 def number_to_check(session: AgiSession) -> str:
