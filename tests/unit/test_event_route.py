@@ -18,7 +18,7 @@ from callflow.entrypoints.agi.session import AgiReply, AgiSession
 from callflow.service_layer.record_call_event import RecordCallEvent
 from tests.support.call_events import SEED_JSON, FixedClock, make_factory
 from tests.support.event_schema import check_message
-from tests.unit.test_record_call_event import JournalingStats, RecordingDelivery
+from tests.support.event_doubles import JournalingStats, RecordingDelivery
 
 SEED_DIALPLAN = {
     "CALL_ID": "1752899481.313", "DIRECTION": "inbound", "CUSTOMER_ID": "11223344", "TRUNK": "0866801898",

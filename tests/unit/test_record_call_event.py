@@ -5,43 +5,11 @@ import json
 from dataclasses import replace
 from typing import List, Optional
 
-from callflow.adapters.in_memory_call_stats import InMemoryCallStats
-from callflow.domain.envelope import INVALID_ROUTING_KEY, EventEnvelope
-from callflow.service_layer.ports import CallStatsUnavailable, DeliveryRefused
+from callflow.domain.envelope import INVALID_ROUTING_KEY
 from callflow.service_layer.record_call_event import ERROR, OK, RecordCallEvent
 from tests.support.call_events import SEED_JSON, SEED_VALUES, FixedClock, make_factory
+from tests.support.event_doubles import JournalingStats, RecordingDelivery
 from tests.support.event_schema import check_message
-
-
-class RecordingDelivery:
-    """A local stand-in for the delivery port: keeps what it takes, can refuse, logs the order."""
-
-    def __init__(self, journal: List[str], confirm: bool = True, refuse: Optional[str] = None) -> None:
-        self.taken: List[EventEnvelope] = []
-        self.waits: List[float] = []
-        self._journal, self._confirm, self._refuse = journal, confirm, refuse
-
-    async def submit(self, envelope: EventEnvelope, wait_s: float) -> bool:
-        if self._refuse:
-            raise DeliveryRefused(self._refuse)
-        self._journal.append("custody")
-        self.taken.append(envelope)
-        self.waits.append(wait_s)
-        return self._confirm
-
-
-class JournalingStats(InMemoryCallStats):
-    """The in-memory stats adapter, noting when it is written (or failing like a Redis that is down)."""
-
-    def __init__(self, journal: List[str], down: bool = False) -> None:
-        super().__init__(ttl_s=86400)
-        self._journal, self._down = journal, down
-
-    async def record(self, customer_id: str, call_status: str, call_id: str) -> None:
-        if self._down:
-            raise CallStatsUnavailable("redis stats_record: ConnectionError")
-        self._journal.append("stats")
-        await super().record(customer_id, call_status, call_id)
 
 
 def make(confirm: bool = True, refuse: Optional[str] = None, stats_down: bool = False):

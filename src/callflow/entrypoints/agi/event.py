@@ -1,6 +1,7 @@
 """The ``event`` route: the dialplan's values in, a call event into custody, CALLFLOW_STATUS out."""
 from __future__ import annotations
 
+import inspect
 import weakref
 
 import structlog
@@ -19,11 +20,13 @@ _LOGGED_CHARS = 80  # raw dialplan values may be kilobytes: the log line shows t
 _log = get_logger("callflow.event")
 
 
-def build_event_route(app: Application) -> "EventRoute":
-    """The route wired from ``app`` (its adapters' resources must be initialised first)."""
+async def build_event_route(app: Application) -> "EventRoute":
+    """The route wired from ``app`` (resources initialised). Async: on real adapters the use case
+    depends on async Resources (Redis client, outbox), so the container hands it out as an awaitable."""
     settings = app.settings()
+    record = app.record_call_event()
     return EventRoute(
-        app.record_call_event(),
+        await record if inspect.isawaitable(record) else record,
         deadline_s=settings.event_deadline_ms / 1000.0,
         publish_timeout_s=settings.publish_timeout_ms / 1000.0,
         reserve_s=settings.redis_timeout_ms / 1000.0 + _REPLY_MARGIN_S,
