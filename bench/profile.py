@@ -1,0 +1,111 @@
+"""Where does callflow's CPU go per route? Samples ``callflow serve`` with py-spy under load.
+
+Starts callflow (pinned to CPU 0), a load generator (CPU 1) on one route, records the server with
+``py-spy record --format raw`` meanwhile, and prints the heaviest functions by own time and by
+inclusive time, and the inclusive share of each library. Needs ``pip install py-spy`` in the venv.
+
+    scripts/bench profile --route checkphone --concurrency 100 --seconds 10
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Counter, Dict, List, Optional, Tuple
+
+from bench import data
+from bench.loadgen import raise_nofile
+from bench.servers import REPO, callflow_server
+
+GROUPS = (  # first match wins: where a frame's code lives
+    ("callflow", "callflow/"), ("structlog", "structlog/"), ("logging", "logging/"),
+    ("prometheus", "prometheus_client/"), ("redis", "redis/"), ("aio_pika", "aio_pika/"),
+    ("aiormq", "aiormq/"), ("pamqp", "pamqp/"), ("panoramisk", "panoramisk/"), ("sqlite3", "sqlite3/"), ("asyncio", "asyncio/"),
+    ("uvloop", "uvloop"), ("phonenumbers", "phonenumbers/"), ("pydantic", "pydantic"),
+)
+
+
+def parse_stacks(path: Path) -> List[Tuple[List[str], int]]:
+    """py-spy's raw (collapsed) format: ``frame;frame;... count`` per line, root first."""
+    stacks = []
+    for line in path.read_text().splitlines():
+        frames, _, count = line.rpartition(" ")
+        if frames and count.isdigit():
+            stacks.append((frames.split(";"), int(count)))
+    return stacks
+
+
+def summarize(stacks: List[Tuple[List[str], int]], top: int) -> str:
+    total = sum(count for _, count in stacks) or 1
+    own: Counter[str] = collections.Counter()
+    inclusive: Counter[str] = collections.Counter()
+    groups: Counter[str] = collections.Counter()
+    threads: Counter[str] = collections.Counter()
+    for frames, count in stacks:
+        threads[frames[0]] += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+        for group in {_group(frame) for frame in frames} - {None}:
+            groups[group] += count  # type: ignore[index]
+    out = [f"{total} samples", "", "threads:"]
+    out += [f"  {100 * n / total:5.1f}%  {thread}" for thread, n in threads.most_common(8)]
+    out += ["", "own time (leaf frames):"]
+    out += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    out += ["", "inclusive time:"]
+    out += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
+    out += ["", "inclusive time by library (a sample may count in several):"]
+    out += [f"  {100 * n / total:5.1f}%  {group}" for group, n in groups.most_common()]
+    return "\n".join(out)
+
+
+def _group(frame: str) -> Optional[str]:
+    for name, marker in GROUPS:
+        if marker in frame:
+            return name
+    return None
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="scripts/bench profile", description=__doc__.splitlines()[0])
+    p.add_argument("--route", default="checkphone", choices=("checkphone", "event"))
+    p.add_argument("--concurrency", type=int, default=100)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--rate", type=int, default=200, help="py-spy samples a second")
+    p.add_argument("--top", type=int, default=30)
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
+    p.add_argument("--out", type=Path, help="keep the raw stacks here")
+    p.add_argument("--native", action="store_true", help="also sample C frames (uvloop, hiredis, the kernel calls)")
+    args = p.parse_args(argv)
+    raise_nofile(65536)
+    spy = Path(sys.executable).parent / "py-spy"
+    customer = "bench_profile"
+    data.seed_phone_lists(args.redis_url)
+    with tempfile.TemporaryDirectory(prefix="callflow-profile-") as tmp:
+        raw = args.out or Path(tmp) / "stacks.txt"
+        server = callflow_server(Path(tmp), args.redis_url, cpus=[0]).start()
+        try:
+            load = subprocess.Popen(
+                [sys.executable, "-m", "bench.loadgen", "--port", str(server.port), "--route", args.route,
+                 "--concurrency", str(args.concurrency), "--warmup", "1", "--duration", str(args.seconds + 1),
+                 "--customer", customer, "--watch-pid", str(server.pid), "--cpu", "1"],
+                cwd=REPO, stdout=subprocess.PIPE, text=True)
+            subprocess.run([str(spy), "record", "--pid", str(server.pid), "--duration", str(int(args.seconds)),
+                            "--rate", str(args.rate), "--format", "raw", "--output", str(raw), "--threads"]
+                           + (["--native"] if args.native else []),
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            print(load.communicate()[0].strip())
+        finally:
+            server.stop()
+            if args.route == "event":
+                data.purge_event_queue(customer, delete=True)
+                data.drop_call_stats(args.redis_url, customer)
+        print(summarize(parse_stacks(raw), args.top))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
