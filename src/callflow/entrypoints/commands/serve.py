@@ -9,14 +9,14 @@ import argparse
 import asyncio
 import inspect
 import signal
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Dict, Optional
 
 from callflow.config import Settings
 from callflow.containers import build_application
 from callflow.entrypoints.agi.routes import build_routes
 from callflow.entrypoints.agi.server import AgiServer
 from callflow.entrypoints.commands.config import load_settings
-from callflow.entrypoints.http import OpsHttpServer
+from callflow.entrypoints.http import OpsHttpServer, ReadinessCheck, redis_check
 from callflow.logging import configure_logging, get_logger
 
 _log = get_logger("callflow.serve")
@@ -91,7 +91,7 @@ async def start_ops_http(settings: Settings, app: Any, agi: AgiServer) -> Option
 
     ``None`` when it cannot listen: calls are still served, and the log says why.
     """
-    ops = OpsHttpServer(settings.http_host, settings.http_port)
+    ops = OpsHttpServer(settings.http_host, settings.http_port, checks=await readiness_checks(app))
     try:
         await ops.start()
     except OSError as error:
@@ -99,6 +99,11 @@ async def start_ops_http(settings: Settings, app: Any, agi: AgiServer) -> Option
                    error=str(error))
         return None
     return ops
+
+
+async def readiness_checks(app: Any) -> Dict[str, ReadinessCheck]:
+    """What /readyz asks: Redis answers PING, the event publisher is connected (names in the JSON report)."""
+    return {"redis": redis_check(await app.adapters.redis_client())}
 
 
 def _stop_on_signals() -> asyncio.Event:
