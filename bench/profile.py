@@ -28,6 +28,31 @@ GROUPS = (  # first match wins: where a frame's code lives
 )
 
 
+#: each sample counted once, in the first cost centre one of its frames belongs to
+COST_CENTRES = (
+    ("logging (structlog, logging, json)", ("structlog/", "logging/", "callflow/logging.py", "json/")),
+    ("metrics (prometheus_client)", ("prometheus_client/",)),
+    ("Redis client", ("redis/", "callflow/adapters/redis")),
+    ("RabbitMQ client", ("aio_pika/", "aiormq/", "pamqp/", "callflow/adapters/rabbitmq")),
+    ("outbox (SQLite)", ("sqlite3", "callflow/adapters/sqlite", "callflow/adapters/outbox")),
+    ("phone numbers", ("phonenumbers/", "callflow/domain/phone")),
+    ("event model", ("callflow/domain/call_", "callflow/domain/envelope")),
+    ("AGI commands and replies, header parsing", ("FastAgiSession.", "agi/protocol.py", "panoramisk/")),
+    ("session plumbing (accept, runner, deadlines, routes)", ("callflow/entrypoints/agi/",)),
+)
+
+
+def cost_centre(frames: List[str]) -> str:
+    for name, markers in COST_CENTRES:
+        if any(marker in frame for frame in frames for marker in markers):
+            return name
+    if frames[-1].startswith("Runner.run"):
+        return "event loop in C (uvloop: epoll, accept, socket calls)"
+    if any("asyncio/" in frame for frame in frames[-3:]):
+        return "asyncio plumbing (tasks, wait_for, timeouts, streams)"
+    return "other"
+
+
 def parse_stacks(path: Path) -> List[Tuple[List[str], int]]:
     """py-spy's raw (collapsed) format: ``frame;frame;... count`` per line, root first."""
     stacks = []
@@ -44,8 +69,10 @@ def summarize(stacks: List[Tuple[List[str], int]], top: int) -> str:
     inclusive: Counter[str] = collections.Counter()
     groups: Counter[str] = collections.Counter()
     threads: Counter[str] = collections.Counter()
+    centres: Counter[str] = collections.Counter()
     for frames, count in stacks:
         threads[frames[0]] += count
+        centres[cost_centre(frames)] += count
         own[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
@@ -53,6 +80,8 @@ def summarize(stacks: List[Tuple[List[str], int]], top: int) -> str:
             groups[group] += count  # type: ignore[index]
     out = [f"{total} samples", "", "threads:"]
     out += [f"  {100 * n / total:5.1f}%  {thread}" for thread, n in threads.most_common(8)]
+    out += ["", "cost centres (each sample once):"]
+    out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in centres.most_common()]
     out += ["", "own time (leaf frames):"]
     out += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
     out += ["", "inclusive time:"]
