@@ -129,6 +129,10 @@ class PhoneListsContract:
         assert await lists.blacklist_remove([]) == 0
         assert await lists.vip_remove([]) == 0
 
+    async def test_no_forms_are_on_no_list(self, lists: PhoneLists, p: str) -> None:
+        """A lookup of no forms at all is simply not listed."""
+        assert await lists.lookup([], 1.0) == PhoneListing()
+
     async def test_no_time_left_is_unavailable(self, lists: PhoneLists, p: str) -> None:
         """A lookup given no time raises PhoneListsUnavailable rather than answering late."""
         with pytest.raises(PhoneListsUnavailable):
