@@ -117,6 +117,16 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        import phonenumbers
+
+        value = value.strip().upper()
+        if phonenumbers.country_code_for_region(value) == 0:  # an unknown region reads no national number
+            raise ValueError(f"unknown region {value!r}: a two-letter country code such as VN")
+        return value
+
     @property
     def allowed_network_list(self) -> Tuple[IpNetwork, ...]:
         return _parse_networks(self.allowed_networks)

@@ -192,3 +192,16 @@ async def test_a_decided_answer_survives_a_cut_while_it_is_being_written() -> No
     await route.fallback(session, "deadline")
     assert session.sets[-4:] == [("PHONE_POLICY", "blacklist"), ("PHONE_BLACKLISTED", "1"), ("PHONE_VIP", "0"),
                                  ("CALLFLOW_STATUS", "OK")]
+
+
+@pytest.mark.parametrize("region,expected", [("VN", "VN"), (" vn ", "VN"), ("us", "US")])
+def test_the_default_region_is_a_known_country(region: str, expected: str) -> None:
+    """CALLFLOW_DEFAULT_REGION is read in upper case."""
+    assert Settings(_env_file=None, default_region=region).default_region == expected
+
+
+@pytest.mark.parametrize("region", ["XX", "", "Vietnam"])
+def test_an_unknown_default_region_stops_the_start(region: str) -> None:
+    """A region phonenumbers does not know would make every national number bad input: refused."""
+    with pytest.raises(ValueError, match="unknown region"):
+        Settings(_env_file=None, default_region=region)
