@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable, List, Tuple
 
 import pytest
@@ -23,21 +22,12 @@ from callflow.adapters.redis_phone_lists import BLACKLIST_PREFIX, VIP_KEY, Redis
 from callflow.domain.policy import PhoneListing
 from callflow.service_layer.ports import PhoneLists, PhoneListsUnavailable
 from tests.conftest import REDIS_URL
+from tests.support.phone_lists import ManualClock
 
 DAY_S = 86400
 #: a few forms, some sharing digits, one raw form with separators, drawn from in the state machine
 FORMS = st.lists(st.sampled_from(["84912406496", "0912406496", "+84912406496", "1001", "+84 912 406 496"]),
                  max_size=3)
-
-
-class ManualClock:
-    """A Clock the test moves forward."""
-
-    def __init__(self) -> None:
-        self.current = datetime(2025, 7, 19, 4, 31, 21, tzinfo=timezone.utc)
-
-    def now(self) -> datetime:
-        return self.current
 
 
 async def members_with(prefix: str, members: AsyncIterator[str]) -> List[str]:
@@ -146,7 +136,7 @@ class TestInMemoryPhoneLists(PhoneListsContract):
         return InMemoryPhoneLists(self.clock)
 
     async def advance(self, seconds: float) -> None:
-        self.clock.current += timedelta(seconds=seconds)
+        self.clock.advance(seconds)
 
     async def test_unavailable_lists_refuse_every_call(self, lists: InMemoryPhoneLists, p: str) -> None:
         """Marked unavailable, lookups and admin calls raise PhoneListsUnavailable."""

@@ -1,35 +1,16 @@
 """CheckPhone on the in-memory phone lists: lookups by every form, anonymous, bad input, degraded."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import List, Sequence
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from callflow.adapters.in_memory_phone_lists import InMemoryPhoneLists
-from callflow.domain.policy import PhoneListing, PhonePolicy
+from callflow.domain.policy import PhonePolicy
 from callflow.service_layer.check_phone import CheckPhone
+from tests.support.phone_lists import RecordingLists
 
 FORMS = ["0912406496", "84912406496", "+84912406496", "0084912406496"]
-
-
-class FixedClock:
-    def now(self) -> datetime:
-        return datetime(2025, 7, 19, tzinfo=timezone.utc)
-
-
-class RecordingLists(InMemoryPhoneLists):
-    """The in-memory lists, remembering what each lookup was asked and given."""
-
-    def __init__(self) -> None:
-        super().__init__(FixedClock())
-        self.lookups: List[tuple] = []
-
-    async def lookup(self, forms: Sequence[str], timeout_s: float) -> PhoneListing:
-        self.lookups.append((tuple(forms), timeout_s))
-        return await super().lookup(forms, timeout_s)
 
 
 def check(lists: InMemoryPhoneLists, anonymous_policy: str = "normal", fail_closed: bool = False) -> CheckPhone:

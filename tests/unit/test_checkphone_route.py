@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
 from typing import Dict, List, Optional, Sequence
 
 import pytest
@@ -10,10 +9,11 @@ import pytest
 from callflow.adapters.in_memory_phone_lists import InMemoryPhoneLists
 from callflow.config import Settings
 from callflow.containers import build_application
-from callflow.domain.policy import PhoneListing, PhonePolicy
+from callflow.domain.policy import PhonePolicy
 from callflow.entrypoints.agi.checkphone import ANSWER_RESERVE_S, CheckPhoneRoute, build_checkphone_route
 from callflow.entrypoints.agi.session import AgiReply, AgiSession
 from callflow.service_layer.check_phone import CheckPhone
+from tests.support.phone_lists import RecordingLists
 
 ORDER = ["PHONE_POLICY", "PHONE_BLACKLISTED", "PHONE_VIP", "CALLFLOW_STATUS"]
 
@@ -55,21 +55,6 @@ class ScriptedSession(AgiSession):
         return dict(self.sets)
 
 
-class FixedClock:
-    def now(self) -> datetime:
-        return datetime(2025, 7, 19, tzinfo=timezone.utc)
-
-
-class RecordingLists(InMemoryPhoneLists):
-    def __init__(self) -> None:
-        super().__init__(FixedClock())
-        self.asked: List[tuple] = []
-
-    async def lookup(self, forms: Sequence[str], timeout_s: float) -> PhoneListing:
-        self.asked.append((tuple(forms), timeout_s))
-        return await super().lookup(forms, timeout_s)
-
-
 def make_route(lists: InMemoryPhoneLists, fail_closed: bool = False) -> CheckPhoneRoute:
     policy = PhonePolicy("normal", fail_closed)
     return CheckPhoneRoute(CheckPhone(lists, policy, "VN", timeout_s=0.3), policy, deadline_s=0.5)
@@ -92,7 +77,7 @@ async def test_agi_arg_1_is_checked_rather_than_the_caller_id() -> None:
     session = ScriptedSession(args=["0987654321"], callerid="0912406496")
     await make_route(lists).handle(session)
     assert session.variables["PHONE_POLICY"] == "vip"
-    assert lists.asked[0][0][0] == "84987654321"
+    assert lists.lookups[0][0][0] == "84987654321"
 
 
 @pytest.mark.parametrize("args", [[], [""], ["   "]])
@@ -113,7 +98,7 @@ async def test_an_anonymous_caller_is_normal_and_not_looked_up(callerid: Optiona
     await make_route(lists).handle(session)
     assert session.variables == {"PHONE_POLICY": "normal", "PHONE_BLACKLISTED": "0", "PHONE_VIP": "0",
                                  "CALLFLOW_STATUS": "OK"}
-    assert lists.asked == []
+    assert lists.lookups == []
 
 
 async def test_bad_input_answers_error() -> None:
@@ -128,7 +113,7 @@ async def test_the_lookup_keeps_time_back_for_the_answer() -> None:
     """With 0.25 s left, the lookup gets 0.25 s minus the answer reserve (not the 0.3 s store timeout)."""
     lists = RecordingLists()
     await make_route(lists).handle(ScriptedSession(remaining_s=0.25))
-    assert lists.asked[0][1] == pytest.approx(0.25 - ANSWER_RESERVE_S)
+    assert lists.lookups[0][1] == pytest.approx(0.25 - ANSWER_RESERVE_S)
 
 
 async def test_an_unreachable_store_answers_degraded() -> None:
@@ -152,7 +137,7 @@ async def test_fallback_sets_the_safe_defaults(reason: str, status: str, fail_cl
     assert [name for name, _ in session.sets] == ORDER
     assert session.variables == {"PHONE_POLICY": policy, "PHONE_BLACKLISTED": flag, "PHONE_VIP": "0",
                                  "CALLFLOW_STATUS": status}
-    assert lists.asked == []
+    assert lists.lookups == []
 
 
 async def test_the_builder_wires_the_route_from_the_container() -> None:

@@ -1,35 +1,14 @@
 """AddNumbers and RemoveNumber on the in-memory phone lists: canonical storage, batches, refusals."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import List, Sequence, Tuple
+from typing import List, Tuple
 
 import pytest
 
 from callflow.adapters.in_memory_phone_lists import InMemoryPhoneLists
 from callflow.domain.errors import InvalidPhoneNumber
 from callflow.service_layer.phone_list_admin import BLACKLIST, VIP, AddNumbers, AddReport, RemoveNumber
-
-
-class FixedClock:
-    def now(self) -> datetime:
-        return datetime(2025, 7, 19, tzinfo=timezone.utc)
-
-
-class CountingLists(InMemoryPhoneLists):
-    """In-memory lists that remember each batch written."""
-
-    def __init__(self) -> None:
-        super().__init__(FixedClock())
-        self.batches: List[Tuple[str, Tuple[str, ...], int]] = []
-
-    async def blacklist_add(self, numbers: Sequence[str], ttl_s: int) -> None:
-        self.batches.append((BLACKLIST, tuple(numbers), ttl_s))
-        await super().blacklist_add(numbers, ttl_s)
-
-    async def vip_add(self, numbers: Sequence[str]) -> None:
-        self.batches.append((VIP, tuple(numbers), 0))
-        await super().vip_add(numbers)
+from tests.support.phone_lists import RecordingLists
 
 
 async def members(lists: InMemoryPhoneLists, name: str) -> List[str]:
@@ -39,7 +18,7 @@ async def members(lists: InMemoryPhoneLists, name: str) -> List[str]:
 
 async def test_numbers_are_stored_canonical_in_batches_with_progress() -> None:
     """5 numbers, batches of 2: three writes of canonical forms with the TTL, progress after each."""
-    lists = CountingLists()
+    lists = RecordingLists()
     heard: List[Tuple[int, Tuple[str, ...]]] = []
     texts = ["0912406496", "+84987654321", "0084911111111", "84922222222", "1001"]
     report = await AddNumbers(lists, "VN", batch_size=2).execute(
@@ -53,7 +32,7 @@ async def test_numbers_are_stored_canonical_in_batches_with_progress() -> None:
 
 async def test_bad_and_anonymous_numbers_are_refused_with_their_line() -> None:
     """Refusals carry line, text and reason; the other numbers are still added."""
-    lists = CountingLists()
+    lists = RecordingLists()
     report = await AddNumbers(lists, "VN").execute(VIP, [(2, "0912406496"), (3, "abc"), (7, "anonymous")])
     assert [(r.line, r.text) for r in report.rejected] == [(3, "abc"), (7, "anonymous")]
     assert "not a phone number" in report.rejected[0].reason and "anonymous" in report.rejected[1].reason
@@ -62,7 +41,7 @@ async def test_bad_and_anonymous_numbers_are_refused_with_their_line() -> None:
 
 async def test_nothing_to_add_writes_nothing() -> None:
     """No valid number: no write at all."""
-    lists = CountingLists()
+    lists = RecordingLists()
     report = await AddNumbers(lists, "VN").execute(VIP, [(1, "abc")])
     assert (report.added, lists.batches) == (0, [])
 
@@ -70,7 +49,7 @@ async def test_nothing_to_add_writes_nothing() -> None:
 @pytest.mark.parametrize("name", [BLACKLIST, VIP])
 async def test_remove_takes_off_every_form(name: str) -> None:
     """RemoveNumber deletes canonical, national, +E.164 and 00 forms, and counts them."""
-    lists = CountingLists()
+    lists = RecordingLists()
     forms = ["84912406496", "0912406496", "+84912406496", "0084912406496", "84987654321"]
     await (lists.blacklist_add(forms, 0) if name == BLACKLIST else lists.vip_add(forms))
     assert await RemoveNumber(lists, "VN").execute(name, "091 240 6496") == 4
@@ -80,4 +59,4 @@ async def test_remove_takes_off_every_form(name: str) -> None:
 async def test_remove_refuses_text_that_is_not_a_number() -> None:
     """RemoveNumber of 'abc' raises InvalidPhoneNumber and removes nothing."""
     with pytest.raises(InvalidPhoneNumber):
-        await RemoveNumber(CountingLists(), "VN").execute(VIP, "abc")
+        await RemoveNumber(RecordingLists(), "VN").execute(VIP, "abc")
