@@ -72,7 +72,19 @@ class Settings(BaseSettings):
     publish_timeout_ms: int = Field(
         500, ge=1, description="How long an event session waits for the broker's confirm before leaving it to the outbox."
     )
+    publish_confirm_timeout_ms: int = Field(
+        5000, ge=1, description="How long one publish may wait for its confirm before it counts as failed (the event stays in the outbox and is sent again)."
+    )
+    publish_max_in_flight: int = Field(512, ge=1, description="Publishes awaiting the broker's confirm at the same time.")
+    amqp_reconnect_interval_s: float = Field(1.0, gt=0, description="Seconds between attempts to reconnect to RabbitMQ.")
     outbox_path: Optional[Path] = Field(None, description="SQLite outbox file (default: under data_dir).")
+    outbox_synchronous: str = Field(
+        "FULL", pattern="^(FULL|NORMAL)$",
+        description="SQLite synchronous mode of the outbox: FULL survives power loss, NORMAL only a crash of the process.",
+    )
+    outbox_flush_timeout_s: float = Field(
+        5.0, ge=0, description="On shutdown, how long the relay tries to deliver the events still in the outbox."
+    )
     data_dir: Path = Field(default_factory=lambda: _state_dir() / "data", description="Service data directory.")
 
     # --- events ------------------------------------------------------------------------------------

@@ -11,8 +11,16 @@ from zoneinfo import ZoneInfo
 from dependency_injector import containers, providers
 
 from callflow.adapters.clock import SystemClock
+from callflow.adapters.delivery_monitor import LoggingDeliveryMonitor
+from callflow.adapters.delivery_resources import (
+    outbox_relay_resource,
+    rabbitmq_publisher_resource,
+    sqlite_outbox_resource,
+)
 from callflow.adapters.in_memory_call_stats import InMemoryCallStats
+from callflow.adapters.in_memory_outbox import InMemoryOutbox
 from callflow.adapters.in_memory_phone_lists import InMemoryPhoneLists
+from callflow.adapters.in_memory_publisher import InMemoryPublisher
 from callflow.adapters.redis_call_stats import RedisCallStats
 from callflow.adapters.redis_client import redis_client_resource
 from callflow.adapters.redis_phone_lists import RedisPhoneLists
@@ -20,8 +28,22 @@ from callflow.config import Settings
 from callflow.domain.call_event_factory import CallEventFactory
 from callflow.domain.policy import PhonePolicy
 from callflow.service_layer.check_phone import CheckPhone
+from callflow.service_layer.event_delivery import OutboxEventDelivery
 from callflow.service_layer.phone_list_admin import AddNumbers, RemoveNumber
 from callflow.service_layer.record_call_event import RecordCallEvent
+
+
+def _outbox_relay(settings: providers.Provider, outbox: providers.Provider,
+                  publisher: providers.Provider) -> providers.Resource:
+    """The relay Resource over either adapters' outbox and publisher (started with the app)."""
+    return providers.Resource(
+        outbox_relay_resource,
+        outbox=outbox,
+        publisher=publisher,
+        monitor=providers.Singleton(LoggingDeliveryMonitor),
+        max_in_flight=settings.provided.publish_max_in_flight,
+        flush_timeout_s=settings.provided.outbox_flush_timeout_s,
+    )
 
 
 class RealAdapters(containers.DeclarativeContainer):
@@ -46,6 +68,20 @@ class RealAdapters(containers.DeclarativeContainer):
     call_stats = providers.Singleton(
         RedisCallStats, client=redis_client, ttl_s=settings.provided.stats_ttl_s, timeout_s=redis_timeout_s
     )
+    outbox = providers.Resource(
+        sqlite_outbox_resource,
+        path=settings.provided.outbox_file,
+        clock=clock,
+        synchronous=settings.provided.outbox_synchronous,
+    )
+    event_publisher = providers.Resource(
+        rabbitmq_publisher_resource,
+        url=settings.provided.amqp_url.get_secret_value.call(),
+        confirm_timeout_s=providers.Callable(lambda ms: ms / 1000.0, settings.provided.publish_confirm_timeout_ms),
+        reconnect_interval_s=settings.provided.amqp_reconnect_interval_s,
+    )
+    outbox_relay = _outbox_relay(settings, outbox, event_publisher)
+    event_delivery = providers.Singleton(OutboxEventDelivery, outbox=outbox, relay=outbox_relay, clock=clock)
 
 
 class InMemoryAdapters(containers.DeclarativeContainer):
@@ -59,6 +95,10 @@ class InMemoryAdapters(containers.DeclarativeContainer):
 
     # --- event --------------------------------------------------------------------------------
     call_stats = providers.Singleton(InMemoryCallStats, ttl_s=settings.provided.stats_ttl_s)
+    outbox = providers.Singleton(InMemoryOutbox, clock=clock)
+    event_publisher = providers.Singleton(InMemoryPublisher)
+    outbox_relay = _outbox_relay(settings, outbox, event_publisher)
+    event_delivery = providers.Singleton(OutboxEventDelivery, outbox=outbox, relay=outbox_relay, clock=clock)
 
 
 class Application(containers.DeclarativeContainer):
