@@ -23,7 +23,7 @@ ALL_VERBS: List[Tuple[str, ...]] = list(verbs(build_parser()))
 
 def test_the_cli_has_the_operator_verbs() -> None:
     """The operator verbs are registered (so the --help test below covers them)."""
-    for expected in [("serve",), ("config", "show"), ("stats",), ("outbox", "status")]:
+    for expected in [("serve",), ("config", "show"), ("stats",), ("outbox", "status"), ("events", "tail")]:
         assert expected in ALL_VERBS
 
 

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "callflow.entrypoints.commands.serve",
     "callflow.entrypoints.commands.stats",
     "callflow.entrypoints.commands.lists",
+    "callflow.entrypoints.commands.events",
     "callflow.entrypoints.commands.outbox",
     "callflow.entrypoints.commands.config",
 )
