@@ -16,7 +16,7 @@ from callflow.containers import build_application
 from callflow.entrypoints.agi.routes import build_routes
 from callflow.entrypoints.agi.server import AgiServer
 from callflow.entrypoints.commands.config import load_settings
-from callflow.entrypoints.http import OpsHttpServer, ReadinessCheck, redis_check
+from callflow.entrypoints.http import OpsHttpServer, ReadinessCheck, broker_check, redis_check
 from callflow.logging import configure_logging, get_logger
 
 _log = get_logger("callflow.serve")
@@ -103,7 +103,10 @@ async def start_ops_http(settings: Settings, app: Any, agi: AgiServer) -> Option
 
 async def readiness_checks(app: Any) -> Dict[str, ReadinessCheck]:
     """What /readyz asks: Redis answers PING, the event publisher is connected (names in the JSON report)."""
-    return {"redis": redis_check(await app.adapters.redis_client())}
+    return {
+        "redis": redis_check(await app.adapters.redis_client()),
+        "rabbitmq": broker_check(await app.adapters.event_publisher()),
+    }
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -1,0 +1,72 @@
+"""``callflow serve``'s HTTP side against the real services: /metrics moves with calls, /readyz follows RabbitMQ."""
+from __future__ import annotations
+
+import subprocess
+from typing import AsyncIterator
+
+import pytest
+
+from tests.integration.serve_support import (
+    ServeProcess, http_get, metric_samples, readiness, sample, start_serve, wait_for_readiness,
+)
+from tests.support.fake_asterisk import call
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def served(tmp_path) -> AsyncIterator[ServeProcess]:
+    process = await start_serve(tmp_path)
+    try:
+        yield process
+    finally:
+        await process.stop()
+
+
+async def test_metrics_move_as_calls_are_made(served: ServeProcess) -> None:
+    """Five checkphone calls add five OK outcomes, five session timings and Redis round trips."""
+    before = await metric_samples(served.http_port)
+    for _ in range(5):
+        result = await call("127.0.0.1", served.agi_port, route="checkphone", args=["0912406496"])
+        assert result.status == "OK"
+    after = await metric_samples(served.http_port)
+
+    def moved(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert moved("callflow_agi_outcomes_total", route="checkphone", status="OK") == 5
+    assert moved("callflow_agi_session_seconds_count", route="checkphone") == 5
+    redis_trips = sum(v for (name, _), v in after.items() if name == "callflow_redis_seconds_count")
+    assert redis_trips >= sum(v for (name, _), v in before.items() if name == "callflow_redis_seconds_count") + 5
+    assert sample(after, "callflow_agi_sessions_in_flight") == 0
+
+
+async def test_health_and_readiness_with_every_service_up(served: ServeProcess) -> None:
+    """/healthz is 200; /readyz is 200 once Redis and RabbitMQ are reached, each check named ok."""
+    assert (await http_get(served.http_port, "/healthz")) == (200, b"ok\n")
+    report = await wait_for_readiness(served.http_port, ready=True, timeout=15)
+    assert report["checks"] == {"redis": "ok", "rabbitmq": "ok"}
+    assert report["draining"] is False
+
+
+def rabbitmqctl(action: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", action], check=True, timeout=120, capture_output=True)
+
+
+@pytest.mark.fault
+async def test_readyz_fails_while_rabbitmq_is_stopped_and_recovers(served: ServeProcess) -> None:
+    """RabbitMQ stopped: /readyz 503 naming rabbitmq (calls still served); started again: 200 without a restart."""
+    await wait_for_readiness(served.http_port, ready=True, timeout=15)
+    try:
+        rabbitmqctl("stop_app")
+        report = await wait_for_readiness(served.http_port, ready=False, timeout=15)
+        assert report["checks"]["rabbitmq"] != "ok" and report["checks"]["redis"] == "ok"
+        assert (await http_get(served.http_port, "/healthz"))[0] == 200
+        result = await call("127.0.0.1", served.agi_port, route="checkphone", args=["0912406496"])
+        assert result.status == "OK"
+    finally:
+        rabbitmqctl("start_app")
+    report = await wait_for_readiness(served.http_port, ready=True, timeout=30)
+    assert report["checks"]["rabbitmq"] == "ok"
+    status, _ = await readiness(served.http_port)
+    assert status == 200
