@@ -1,0 +1,60 @@
+"""RabbitMQ for delivery tests: stop and start the broker's app, read a queue back and delete it."""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator, List, Tuple
+
+import aio_pika
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def rabbitmqctl(action: str) -> None:
+    """``rabbitmqctl stop_app`` / ``start_app`` (seconds each), off the event loop."""
+    await asyncio.get_running_loop().run_in_executor(
+        None, lambda: subprocess.run(["rabbitmqctl", "-q", action], check=True, timeout=120, capture_output=True)
+    )
+
+
+@asynccontextmanager
+async def broker_stopped() -> AsyncIterator[None]:
+    """The broker's app is stopped inside the block; started again (and checked up) whatever happens."""
+    await rabbitmqctl("stop_app")
+    try:
+        yield
+    finally:
+        await broker_started()
+
+
+async def broker_started() -> None:
+    await rabbitmqctl("start_app")
+    await asyncio.get_running_loop().run_in_executor(
+        None, lambda: subprocess.run([str(ROOT / "scripts" / "services"), "up"], check=True, timeout=180)
+    )
+
+
+async def take_all(amqp_url: str, queue: str, delete: bool = True) -> List[Tuple[str, bytes]]:
+    """Every message in ``queue`` as (message_id, body), in queue order; the queue is then deleted."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        found = await channel.declare_queue(queue, passive=True)
+        messages: List[Tuple[str, bytes]] = []
+        while True:
+            message = await found.get(no_ack=True, fail=False)
+            if message is None:
+                break
+            messages.append((message.message_id or "", message.body))
+        if delete:
+            await channel.queue_delete(queue)
+        return messages
+    finally:
+        await connection.close()
+
+
+def first_seen(ids: List[str]) -> List[str]:
+    """Ids in the order of their first delivery (a redelivery keeps its first place)."""
+    return list(dict.fromkeys(ids))
