@@ -22,6 +22,7 @@ from callflow.adapters.redis_phone_lists import BLACKLIST_PREFIX, VIP_KEY, Redis
 from callflow.domain.policy import PhoneListing
 from callflow.service_layer.ports import PhoneLists, PhoneListsUnavailable
 from tests.conftest import REDIS_URL
+from tests.support.metrics import sample
 from tests.support.phone_lists import ManualClock
 
 DAY_S = 86400
@@ -170,6 +171,17 @@ class TestRedisPhoneLists(PhoneListsContract):
             assert await client.sismember(VIP_KEY, p + "2")
         finally:
             await client.aclose()
+
+    async def test_lookups_are_timed_and_failures_counted(self, lists: RedisPhoneLists, p: str) -> None:
+        """Each lookup lands in callflow_redis_seconds{op=phone_lookup}; a failed one also in
+        callflow_redis_errors_total{op=phone_lookup}."""
+        seconds = sample("callflow_redis_seconds_count", op="phone_lookup")
+        errors = sample("callflow_redis_errors_total", op="phone_lookup")
+        await lists.lookup([p + "1"], 1.0)
+        with pytest.raises(PhoneListsUnavailable):
+            await lists.lookup([p + "1"], 0.0)
+        assert sample("callflow_redis_seconds_count", op="phone_lookup") == seconds + 2
+        assert sample("callflow_redis_errors_total", op="phone_lookup") == errors + 1
 
     async def test_unreachable_redis_is_unavailable_at_once(self, p: str) -> None:
         """Nothing listening: every call raises PhoneListsUnavailable, well within its timeout."""
