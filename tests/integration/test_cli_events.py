@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import AsyncIterator, Dict, List, Tuple
@@ -102,3 +103,18 @@ async def test_tail_refuses_a_customer_unsafe_in_a_routing_key(tmp_path) -> None
     tail = await start_tail(tmp_path, "cust.#")
     status, _, err = await finish(tail)
     assert status == 2 and "CUSTOMER contains '#'" in err
+
+
+@pytest.mark.fault
+async def test_tail_exits_3_when_the_broker_goes_away(tmp_path) -> None:
+    """RabbitMQ stopped under a running tail: it says the connection was lost and exits 3 (no silent gap)."""
+    tail = await start_tail(tmp_path, unique_id("lost"))
+    await wait_following(tail)
+    try:
+        subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=120, capture_output=True)
+        status, _, err = await finish(tail)
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120, capture_output=True)
+        if tail.returncode is None:
+            tail.kill()
+    assert status == 3 and "connection to RabbitMQ was lost" in err
