@@ -47,7 +47,7 @@ def test_invalid_utf8_in_the_header_is_replaced_not_fatal():
 
 
 def test_header_without_script_or_with_junk_lines():
-    """Lines without a colon are ignored; a missing agi_network_script gives an empty route."""
+    """Lines that are not ``key: value`` are ignored; no agi_network_script gives an empty route."""
     header = parse_header(b"garbage\nagi_callerid: 1\n: nokey\n\n")
     assert header.env == {"agi_callerid": "1"}
     assert header.route == ""
@@ -103,13 +103,13 @@ def test_usage_block_is_one_520_reply_even_with_a_reply_like_line_inside():
              "520 End of proper usage."]
     out = [reader.feed(line) for line in lines]
     assert out[:-1] == [None] * 4
-    assert out[-1].code == 520 and out[-1].usage == lines[1:-1]
+    assert out[-1].code == 520 and out[-1].usage == tuple(lines[1:-1])
 
 
 def test_single_line_520_is_a_reply():
     """``520 Invalid command syntax.  Proper usage not available.`` needs no terminator."""
     reply = ReplyReader().feed("520 Invalid command syntax.  Proper usage not available.")
-    assert reply is not None and reply.code == 520 and reply.usage == []
+    assert reply is not None and reply.code == 520 and reply.usage == ()
 
 
 def test_unsolicited_hangup_and_trying_are_skipped():

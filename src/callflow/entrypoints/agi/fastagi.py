@@ -9,6 +9,7 @@ wrapping (gone in Python 3.11): only async endpoints are accepted.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, List, Optional
@@ -20,9 +21,9 @@ from callflow.entrypoints.agi.protocol import (
     AgiHeader,
     AgiProtocolError,
     ReplyReader,
+    command_line,
     encode_command,
     parse_header,
-    quote_argument,
 )
 from callflow.entrypoints.agi.session import AgiCommandRejected, AgiReply, AgiSession, AgiSessionClosed
 from callflow.entrypoints.agi.timebox import TimeBoxExpired, timebox
@@ -62,7 +63,7 @@ class FastAgiSession(Request, AgiSession):
         self.admitted = admitted  # False: the server was over its session cap when this call came
         self.status: Optional[str] = None  # the last CALLFLOW_STATUS set
         self.outcome = "ok"
-        self._time = asyncio.get_running_loop().time
+        self._time = time.monotonic
         self._replies = ReplyReader(app.limits.max_line_bytes)
         self._pending = 0  # commands sent whose reply is not read yet (a deadline cut the read)
         self._busy = False
@@ -91,22 +92,27 @@ class FastAgiSession(Request, AgiSession):
         return await self.send_command(line)
 
     async def send_command(self, command: str) -> AgiReply:  # type: ignore[override]
-        """Send one command, read its final reply; a reply left unread by a deadline is read first."""
+        """Send one command line as it is; read its final reply."""
+        return await self._exchange(encode_command(command))
+
+    async def _exchange(self, data: bytes) -> AgiReply:
+        """Send one encoded command, read its final reply; a reply a deadline left unread is read first."""
         if self._busy:
             raise RuntimeError("one AGI command at a time: await the previous command first")
         if self._closed is not None:
             raise AgiSessionClosed(self._closed)
-        data = encode_command(command)
         self._busy = True
         try:
             while self._pending:
                 await self._read_result()
                 self._pending -= 1
-            self.writer.write(data)
-            self._pending += 1
-            await self.writer.drain()
+            writer = self.writer
+            writer.write(data)
+            self._pending = 1
+            if writer.transport.get_write_buffer_size():  # Asterisk is not reading: wait (deadline-bound)
+                await writer.drain()
             reply = await self._read_result()
-            self._pending -= 1
+            self._pending = 0
             return reply
         except ConnectionError as error:
             raise self._end("connection lost", "connection_lost") from error
@@ -114,13 +120,13 @@ class FastAgiSession(Request, AgiSession):
             self._busy = False
 
     async def _read_result(self) -> AgiReply:  # type: ignore[override]
-        feed = self._replies.feed
+        feed, readline = self._replies.feed, self.reader.readline
         while True:
             try:
-                line = await self.reader.readline()
+                line = await readline()
             except ValueError as error:  # asyncio's LimitOverrunError: longer than max_line_bytes
                 raise self._end("reply line too long", "line_oversized") from error
-            if not line.endswith(b"\n"):
+            if line[-1:] != b"\n":
                 raise self._end("Asterisk closed the connection", "eof_mid_command")
             try:
                 reply = feed(line[:-1].decode("utf-8", "replace"))
@@ -135,16 +141,16 @@ class FastAgiSession(Request, AgiSession):
         return AgiSessionClosed(reason)
 
     async def get_variable(self, name: str) -> Optional[str]:
-        reply = self._accepted(await self.send_command(f"GET VARIABLE {quote_argument(name)}"))
+        reply = self._accepted(await self._exchange(command_line("GET VARIABLE", name)))
         return (reply.data or "") if reply.result == "1" else None
 
     async def get_full_variable(self, expression: str) -> Optional[str]:
-        reply = self._accepted(await self.send_command(f"GET FULL VARIABLE {quote_argument(expression)}"))
+        reply = self._accepted(await self._exchange(command_line("GET FULL VARIABLE", expression)))
         return (reply.data or "") if reply.result == "1" else None
 
     async def set_variable(self, name: str, value: str) -> bool:
-        reply = await self.send_command(f"SET VARIABLE {quote_argument(name)} {quote_argument(value)}")
-        done = reply.ok and reply.result == "1"
+        reply = await self._exchange(command_line("SET VARIABLE", name, value))
+        done = reply.code == 200 and reply.result == "1"
         if done and name == "CALLFLOW_STATUS":
             self.status = value
         return done
@@ -179,7 +185,7 @@ class FastAgiApplication(Application):
     async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       admitted: bool = True, peer: Optional[str] = None) -> None:
         """Serve one connection: header (bounded), the route's endpoint, close. Never raises."""
-        started = asyncio.get_running_loop().time()
+        started = time.monotonic()
         peer = peer or observe.format_peer(writer.get_extra_info("peername"))
         try:
             block = await self._read_header(reader, peer)

@@ -8,8 +8,7 @@ second command, so longer commands would shift every later reply.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 from urllib.parse import parse_qsl
 
 from callflow.entrypoints.agi.session import AgiReply
@@ -24,8 +23,7 @@ class AgiProtocolError(Exception):
     """Asterisk sent something that cannot be read as AGI (the session cannot go on)."""
 
 
-@dataclass(frozen=True)
-class AgiHeader:
+class AgiHeader(NamedTuple):
     """The ``agi_*`` block Asterisk sends first, decoded."""
 
     env: Dict[str, str]
@@ -36,11 +34,9 @@ class AgiHeader:
 
 def parse_header(block: bytes) -> AgiHeader:
     """Parse the header block (``key: value`` lines); invalid UTF-8 is replaced, not fatal."""
-    env: Dict[str, str] = {}
-    for line in block.decode("utf-8", "replace").split("\n"):
-        key, sep, value = line.partition(":")
-        if sep and key:
-            env[key.strip()] = value[1:] if value[:1] == " " else value
+    lines = block.decode("utf-8", "replace").split("\n")
+    env: Dict[str, str] = dict([line.split(": ", 1) for line in lines if ": " in line])  # type: ignore[misc]
+    env.pop("", None)
     route, query = split_script(env.get("agi_network_script", ""))
     args: List[str] = []
     while True:
@@ -60,17 +56,16 @@ def split_script(script: str) -> Tuple[str, Dict[str, str]]:
 
 def parse_reply_line(line: str) -> AgiReply:
     """``200 result=N [(data)] [extra]``, ``510 ...``: data runs to the last ``)``."""
-    head, _, rest = line.partition(" ")
-    code = int(head[:3])
-    if not rest.startswith("result="):
-        return AgiReply(code=code, extra=rest, raw=line)
-    result, _, tail = rest[7:].partition(" ")
+    code = int(line[:3])
+    if line[4:11] != "result=":
+        return AgiReply(code, None, None, line[4:], (), line)
+    result, _, tail = line[11:].partition(" ")
     data: Optional[str] = None
     if tail[:1] == "(":
         close = tail.rfind(")")
         if close > 0:
             data, tail = tail[1:close], tail[close + 1:].strip()
-    return AgiReply(code=code, result=result, data=data, extra=tail, raw=line)
+    return AgiReply(code, result, data, tail, (), line)
 
 
 def _is_reply(line: str) -> bool:
@@ -101,6 +96,10 @@ class ReplyReader:
         return self._block is None and self._partial is None
 
     def feed(self, line: str) -> Optional[AgiReply]:
+        if line[:4] == "200 " and self._partial is None and self._block is None and (
+            ")" in line or " (" not in line
+        ):
+            return parse_reply_line(line)  # the common case, first
         if self._partial is not None:
             return self._continue_data(line)
         if self._block is not None:
@@ -126,7 +125,7 @@ class ReplyReader:
         assert block is not None
         if line[:4] == block[0][:3] + " ":
             self._block = None
-            return AgiReply(code=int(line[:3]), extra=block[0][4:], usage=block[1:], raw=block[0])
+            return AgiReply(code=int(line[:3]), extra=block[0][4:], usage=tuple(block[1:]), raw=block[0])
         block.append(line)
         self._check_size(block)
         return None
@@ -154,9 +153,17 @@ def quote_argument(value: str) -> str:
     """
     if "\n" in value or "\r" in value or "\0" in value:
         raise ValueError(f"an AGI argument cannot hold a line break or NUL: {value[:40]!r}")
-    if value and not any(char in _SPECIAL for char in value):
+    if value and _SPECIAL.isdisjoint(value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def command_line(verb: str, *arguments: str) -> bytes:
+    """``verb`` and its arguments, each quoted when needed, as one command line's bytes."""
+    data = (verb + " " + " ".join(map(quote_argument, arguments))).encode("utf-8", "replace") + b"\n"
+    if len(data) > MAX_COMMAND_BYTES:
+        raise ValueError(f"AGI command of {len(data)} bytes; Asterisk reads at most {MAX_COMMAND_BYTES}")
+    return data
 
 
 def encode_command(command: str) -> bytes:

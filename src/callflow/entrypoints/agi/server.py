@@ -59,6 +59,7 @@ class AgiServer:
             self._on_connection, settings.agi_host, settings.agi_port,
             backlog=settings.listen_backlog, limit=self._limits.max_line_bytes, reuse_address=True,
         )
+        metrics.SESSIONS_IN_FLIGHT.set_function(lambda: self._in_flight)  # read at scrape time, free per call
         log.info("agi server listening", addresses=[f"{h}:{p}" for h, p in self.addresses],
                  routes=self._app.route_names(), max_sessions=settings.max_sessions)
         return self.addresses[0]
@@ -75,7 +76,6 @@ class AgiServer:
             metrics.REJECTED_CONNECTIONS.labels("overloaded").inc()
             self._rejections.note("overloaded", host, self._in_flight)
         self._in_flight += 1
-        metrics.SESSIONS_IN_FLIGHT.inc()
         task = asyncio.current_task()
         self._sessions[writer] = task  # type: ignore[assignment]
         try:
@@ -85,7 +85,6 @@ class AgiServer:
         finally:
             del self._sessions[writer]
             self._in_flight -= 1
-            metrics.SESSIONS_IN_FLIGHT.dec()
             if self._in_flight == 0 and self._idle is not None:
                 self._idle.set()
 

@@ -6,13 +6,11 @@ with a scripted fake. Routes depend only on this module.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 
-@dataclass(frozen=True)
-class AgiReply:
-    """One final reply of Asterisk to one command.
+class AgiReply(NamedTuple):
+    """One final reply of Asterisk to one command (an immutable value, cheap to build).
 
     ``code`` is 200, 510, 511, 520...; ``result`` the text after ``result=`` (``None`` when absent);
     ``data`` the text in the parentheses (``None`` when there were none; may hold spaces, ``)``,
@@ -24,7 +22,7 @@ class AgiReply:
     result: Optional[str] = None
     data: Optional[str] = None
     extra: str = ""
-    usage: List[str] = field(default_factory=list)
+    usage: Tuple[str, ...] = ()
     raw: str = ""
 
     @property

@@ -27,11 +27,10 @@ class timebox:  # noqa: N801 - used like asyncio.timeout
         self.expired = False
 
     def __enter__(self) -> "timebox":
-        task = asyncio.current_task()
+        task = self._task = asyncio.current_task()
         if task is None:
             raise RuntimeError("timebox must be used inside a task")
-        self._task = task
-        self._handle = task.get_loop().call_later(max(self._seconds, 0.0), self._expire)
+        self._handle = task.get_loop().call_later(self._seconds, self._expire)
         return self
 
     def _expire(self) -> None:
