@@ -6,6 +6,8 @@ import resource
 import time
 
 import pytest
+from structlog.contextvars import merge_contextvars
+from structlog.testing import capture_logs
 
 from callflow.entrypoints.agi.server import AgiServer
 from callflow.entrypoints.agi.session import AgiSession
@@ -126,11 +128,15 @@ async def test_asterisk_closing_mid_session_ends_it_quietly(make_settings):
     """EOF while a command waits for its reply ends the session: no fallback, no error logged."""
     route = EchoRoute()
     async with AgiServer(make_settings(), {"echo": route}) as server:
-        result = await call(HOST, server.port, route="echo", close_after_commands=1)
-        hung = await call(HOST, server.port, route="echo", hangup_at=0.05, exit_on_hangup=True, delays={1: 0.5})
-        await asyncio.sleep(0.05)
+        with capture_logs(processors=[merge_contextvars]) as logs:
+            result = await call(HOST, server.port, route="echo", close_after_commands=1)
+            at_once = await call(HOST, server.port, route="echo", close_after_header=True)
+            hung = await call(HOST, server.port, route="echo", hangup_at=0.05, exit_on_hangup=True, delays={1: 0.5})
+            await asyncio.sleep(0.05)
         assert server.in_flight == 0
-    assert result.commands == ["GET VARIABLE CALL_ID"] and route.fallbacks == []
+    assert result.commands == ["GET VARIABLE CALL_ID"] and at_once.commands == [] and route.fallbacks == []
+    assert [line["outcome"] for line in logs if line["event"] == "agi session"] == ["closed"] * 3
+    assert not [line for line in logs if line["log_level"] in ("error", "critical")]
     assert hung.variables == {} and hung.hung_up
 
 

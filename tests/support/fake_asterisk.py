@@ -64,6 +64,7 @@ class FakeCall:
     header_chunk: Optional[int] = None  # send the header in chunks of this many bytes...
     header_chunk_delay: float = 0.0  # ...this many seconds apart (slow header)
     close_after_header_bytes: Optional[int] = None  # send only this many header bytes, then close
+    close_after_header: bool = False  # send the whole header, then close (the caller hung up at once)
     half_close_after_header: bool = False  # FIN after the header, keep reading
     # --- session faults
     hangup_before_reply: Collection[int] = ()  # an unsolicited HANGUP before these replies (channel dies)

@@ -51,7 +51,7 @@ class Wire:
         spec = self.spec
         cut = spec.close_after_header_bytes
         await self._send_header(writer, header if cut is None else header[:cut])
-        if cut is not None:
+        if cut is not None or spec.close_after_header:
             self._closed_ourselves = True
             return
         if spec.half_close_after_header:
