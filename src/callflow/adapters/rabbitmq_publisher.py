@@ -100,6 +100,8 @@ class RabbitMQPublisher:
     async def _queue_for(self, name: str) -> None:
         """Declare (once per connection) the durable queue of a routing key, bound with that key."""
         declared = self._queues.get(name)
+        if declared is not None and declared.done() and not declared.cancelled() and declared.exception() is None:
+            return
         if declared is None:
             assert self._channel is not None and self._exchange is not None
             declared = asyncio.ensure_future(declare_queue(self._channel, self._exchange, name))
@@ -125,7 +127,7 @@ class RabbitMQPublisher:
             except Exception as exc:
                 _log.warning("broker unreachable, events wait in the outbox", error=repr(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, 5.0)
 
     async def _connect(self) -> None:
         connection = await aio_pika.connect_robust(
