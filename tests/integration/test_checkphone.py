@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
 from typing import AsyncIterator, Iterator, List
 
 import pytest
 import redis
 
-from callflow.config import Settings
-from callflow.containers import build_application
-from callflow.entrypoints.agi.routes import build_routes
 from callflow.entrypoints.agi.server import AgiServer
 from tests.conftest import REDIS_URL
 from tests.support.fake_asterisk import FakeCallResult, call
+from tests.support.served import served
 
 pytestmark = pytest.mark.integration
 
@@ -25,18 +22,6 @@ DEADLINE_S, SLACK_S = 0.5, 0.25
 
 def answer(result: FakeCallResult) -> List[str]:
     return [result.variables.get(name, "<unset>") for name in VARIABLES]
-
-
-@asynccontextmanager
-async def checkphone_server(settings: Settings) -> AsyncIterator[AgiServer]:
-    """The server as ``callflow serve`` builds it (container, route table), on an ephemeral port."""
-    app = build_application(settings)
-    await app.init_resources()
-    try:
-        async with AgiServer(settings, await build_routes(app, settings)) as server:
-            yield server
-    finally:
-        await app.shutdown_resources()
 
 
 @pytest.fixture
@@ -55,7 +40,7 @@ def store() -> Iterator[redis.Redis]:
 
 @pytest.fixture
 async def server(make_settings, store) -> AsyncIterator[AgiServer]:
-    async with checkphone_server(make_settings()) as running:
+    async with served(make_settings()) as running:
         yield running
 
 
@@ -119,7 +104,7 @@ async def test_the_server_starts_and_answers_degraded_without_redis(make_setting
                                                                      policy: str, flag: str) -> None:
     """No Redis at all: the server starts and answers DEGRADED at once, fail-open or fail-closed."""
     settings = make_settings(redis_url="redis://127.0.0.1:1/0", fail_closed=fail_closed)
-    async with checkphone_server(settings) as server:
+    async with served(settings) as server:
         result = await call(HOST, server.port, callerid="0912406496")
     assert answer(result) == [policy, flag, "0", "DEGRADED"]
     assert result.duration < DEADLINE_S + SLACK_S

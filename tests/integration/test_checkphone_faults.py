@@ -7,9 +7,10 @@ from typing import Iterator, List, Tuple
 
 import pytest
 
-from tests.integration.test_checkphone import DEADLINE_S, HOST, SLACK_S, answer, checkphone_server
+from tests.integration.test_checkphone import DEADLINE_S, HOST, SLACK_S, answer
 from tests.support.fake_asterisk import FakeCallResult, call
 from tests.support.redis_process import RedisProcess
+from tests.support.served import served
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -45,7 +46,7 @@ async def test_calls_stay_answered_while_redis_is_slow_stops_and_comes_back(make
     """OK; Redis frozen (SIGSTOP): DEGRADED in time; SHUTDOWN during a stream of calls: every call answered in time,
     DEGRADED once down; Redis restarted: OK again, same server."""
     blacklist(redis_process)
-    async with checkphone_server(make_settings(redis_url=redis_process.url)) as server:
+    async with served(make_settings(redis_url=redis_process.url)) as server:
         before = await calls(server.port, 20)
         assert [answer(r) for r in before] == [LISTED] * 20
 

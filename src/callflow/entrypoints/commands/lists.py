@@ -35,15 +35,17 @@ def _register_list(subparsers: "argparse._SubParsersAction", name: str) -> None:
     sub_parsers = parser.add_subparsers(dest="list_verb", metavar="VERB")
     sub_parsers.required = True
 
-    def verb(verb_name: str, run: verbs.Verb, summary: str, description: str) -> argparse.ArgumentParser:
+    def verb(verb_name: str, run: verbs.Verb, summary: str, description: str,
+             writes: bool = False) -> argparse.ArgumentParser:
         sub = sub_parsers.add_parser(verb_name, help=summary, description=description)
         sub.set_defaults(func=lambda args: _run(args, run), list_name=name)
+        if writes and name == BLACKLIST:
+            sub.add_argument("--ttl", type=_ttl, metavar="SECONDS", help=_TTL_HELP)
         return sub
 
-    sub = verb("add", verbs.add, f"add numbers to the {name}", f"Add each NUMBER (any written form) to the {name}.")
+    sub = verb("add", verbs.add, f"add numbers to the {name}", f"Add each NUMBER (any written form) to the {name}.",
+               writes=True)
     sub.add_argument("numbers", nargs="+", metavar="NUMBER")
-    if name == BLACKLIST:
-        sub.add_argument("--ttl", type=_ttl, metavar="SECONDS", help=_TTL_HELP)
     sub = verb("remove", verbs.remove, f"remove numbers from the {name}",
                f"Remove each NUMBER from the {name}, in every form it may be stored under. Exit 1 when one "
                "of them was not there.")
@@ -57,10 +59,8 @@ def _register_list(subparsers: "argparse._SubParsersAction", name: str) -> None:
     sub = verb("import", verbs.import_file, f"add the numbers of a CSV file to the {name}",
                "Add the number in the first column of each row of FILE ('-': standard input); a header "
                "row and blank rows are skipped. Bad rows are reported by line number and the others are "
-               "added (exit 2 when any was refused). Progress goes to standard error.")
+               "added (exit 2 when any was refused). Progress goes to standard error.", writes=True)
     sub.add_argument("file", metavar="FILE")
-    if name == BLACKLIST:
-        sub.add_argument("--ttl", type=_ttl, metavar="SECONDS", help=_TTL_HELP)
     sub = verb("export", verbs.export_file, f"write the {name} as CSV",
                f"Write the {name} as CSV (a 'number' header, one number per row) to FILE, or to standard "
                "output. FILE is only replaced once the export is complete.")
