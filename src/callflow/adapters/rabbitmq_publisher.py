@@ -119,15 +119,19 @@ class RabbitMQPublisher:
         return PublishFailed(reason, detail)
 
     async def _connect_until_up(self) -> None:
-        delay = self._reconnect_interval_s
+        """Retry at the robust connection's own interval: a refused connection costs nothing, and a
+        longer wait would only delay the events stored meanwhile. Logged once, then every 60 tries."""
+        attempt = 0
         while True:
             try:
                 await self._connect()
                 return
             except Exception as exc:
-                _log.warning("broker unreachable, events wait in the outbox", error=repr(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                if attempt % 60 == 0:
+                    _log.warning("broker unreachable, events wait in the outbox", error=repr(exc),
+                                 attempts=attempt + 1, retry_every_s=self._reconnect_interval_s)
+                attempt += 1
+                await asyncio.sleep(self._reconnect_interval_s)
 
     async def _connect(self) -> None:
         connection = await aio_pika.connect_robust(

@@ -1,0 +1,118 @@
+"""End to end through ``callflow serve``: RabbitMQ stopped and the server killed with events waiting.
+
+Every call the fake Asterisk saw answered ``CALLFLOW_STATUS=OK`` is delivered once RabbitMQ is back;
+an event delivered twice carries the same message_id both times (SPEC §3).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Set
+
+import pytest
+
+from callflow.adapters.sqlite_outbox_store import read_status
+from tests.conftest import AMQP_URL
+from tests.integration.serve_support import ServeProcess, start_serve
+from tests.support.broker import broker_started, rabbitmqctl, take_all
+from tests.support.fake_asterisk import call
+
+pytestmark = [pytest.mark.integration, pytest.mark.fault]
+
+
+class Caller:
+    """Event calls from the fake Asterisk, a few at a time, to whichever server is current."""
+
+    def __init__(self, customer: str, parallel: int = 4) -> None:
+        self.customer = customer
+        self.parallel = parallel
+        self.server: ServeProcess
+        self.acknowledged: Set[str] = set()  # call ids answered OK
+        self.refused = 0  # connection refused, server killed mid-call, not OK
+        self._n = 0
+        self._running = False
+        self._tasks: List["asyncio.Future[None]"] = []
+
+    def start(self, server: ServeProcess) -> None:
+        self.server, self._running = server, True
+        self._tasks = [asyncio.ensure_future(self._loop()) for _ in range(self.parallel)]
+
+    async def stop(self) -> None:
+        self._running = False
+        await asyncio.gather(*self._tasks)
+
+    async def _loop(self) -> None:
+        while self._running:
+            self._n += 1
+            call_id = f"{int(time.time())}.{self._n}"
+            values = {"CALL_ID": call_id, "UNIQUE_ID": call_id, "CUSTOMER_ID": self.customer,
+                      "CALL_STATUS": "ringing", "DIRECTION": "inbound", "PHONE_DIAL": "0912406496"}
+            try:
+                result = await call("127.0.0.1", self.server.agi_port, route="event", variables=values,
+                                    uniqueid=call_id, shared={call_id: {}}, timeout=5.0)
+            except OSError:
+                result = None
+            if result is not None and result.status == "OK":
+                self.acknowledged.add(call_id)
+            else:
+                self.refused += 1
+                await asyncio.sleep(0.05)
+
+
+async def wait_drained(outbox: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while read_status(outbox, time.time()).depth:
+        assert time.monotonic() < deadline, "the outbox did not drain after RabbitMQ came back"
+        await asyncio.sleep(0.2)
+
+
+async def test_stop_app_kill_9_restart_start_app_delivers_every_ok_call(tmp_path: Path) -> None:
+    """stop_app mid-stream, kill -9 of the server with events waiting, a new server, start_app:
+    each OK call's event is in the queue; repeats share their message_id."""
+    customer = f"outage-{uuid.uuid4().hex[:10]}"
+    queue = f"call.events.{customer}"
+    settings = dict(amqp_reconnect_interval_s="0.2", publish_timeout_ms="100")
+    caller = Caller(customer)
+    outbox = tmp_path / "data" / "outbox.sqlite3"
+    first = await start_serve(tmp_path, **settings)
+    second = None
+    broker_down = False
+    try:
+        caller.start(first)
+        await asyncio.sleep(0.5)
+        broker_down = True
+        await rabbitmqctl("stop_app")
+        await asyncio.sleep(0.5)
+        waiting = read_status(outbox, time.time()).depth
+        first.signal(signal.SIGKILL)
+        await first.wait_exit(10)
+        second = await start_serve(tmp_path, **settings)
+        caller.server = second
+        await asyncio.sleep(0.5)
+        await broker_started()
+        broker_down = False
+        await asyncio.sleep(0.5)
+        await caller.stop()
+        await wait_drained(outbox, 30.0)
+        held = second.events("outbox backlog forming: events are stored and wait for the broker")
+    finally:
+        await caller.stop()
+        if broker_down:
+            await broker_started()
+        await first.stop()
+        if second is not None:
+            await second.stop()
+    messages = await take_all(AMQP_URL, queue)
+    ids_per_call: Dict[str, Set[str]] = defaultdict(set)
+    for message_id, body in messages:
+        ids_per_call[json.loads(body)["call_id"]].add(message_id)
+    assert waiting > 0, "no event was waiting in the outbox when the server was killed"
+    assert held and held[0]["reason"] == "held from before this start"
+    assert caller.acknowledged and caller.acknowledged <= set(ids_per_call), "an acknowledged event was lost"
+    assert all(len(ids) == 1 for ids in ids_per_call.values()), "a repeat carried another message_id"
+
