@@ -1,0 +1,44 @@
+"""The log set-up: JSON lines with the session's context, rotation by size."""
+import io
+import json
+
+import structlog
+
+from callflow.logging import RotatingLineFile, configure_logging, get_logger
+
+
+def test_file_lines_are_json_with_bound_context(tmp_path):
+    """Every line written to the file is one JSON object carrying the contextvars bound."""
+    path = tmp_path / "log" / "callflow.log"
+    console = io.StringIO()
+    configure_logging("INFO", log_file=path, console=console, fmt="json")
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(route="checkphone", peer="127.0.0.1:5000", unique_id="1.2")
+    try:
+        log = get_logger("test")
+        log.info("agi session", status="OK", duration_ms=1.5)
+        log.debug("filtered out")
+    finally:
+        structlog.contextvars.clear_contextvars()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["event"] == "agi session" and record["route"] == "checkphone"
+    assert record["peer"] == "127.0.0.1:5000" and record["level"] == "info"
+    assert json.loads(console.getvalue().splitlines()[0]) == record
+
+
+def test_rotation_keeps_the_configured_number_of_backups(tmp_path):
+    """Past max_bytes the file becomes .1, older ones shift, the oldest beyond backups is dropped."""
+    path = tmp_path / "callflow.log"
+    sink = RotatingLineFile(path, max_bytes=100, backups=2)
+    for index in range(30):
+        sink.write_line(f"line {index:02d} " + "x" * 20)
+    sink.close()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["callflow.log", "callflow.log.1", "callflow.log.2"]
+    newest = path.read_text().splitlines()
+    assert newest[-1].startswith("line 29")
+    assert all(p.stat().st_size <= 100 for p in tmp_path.iterdir())
+    older = (tmp_path / "callflow.log.2").read_text().splitlines() + (tmp_path / "callflow.log.1").read_text().splitlines()
+    assert [int(line.split()[1]) for line in older + newest] == list(range(30 - len(older + newest), 30))
