@@ -16,7 +16,7 @@ from callflow.entrypoints.agi.session import Route, RouteTable
 
 ROUTE_BUILDERS: Tuple[str, ...] = (
     "callflow.entrypoints.agi.checkphone:build_checkphone_route",
-    # "callflow.entrypoints.agi.event:build_event_route",  (once the container provides event_delivery)
+    "callflow.entrypoints.agi.event:build_event_route",
 )
 
 
