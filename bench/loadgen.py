@@ -15,7 +15,7 @@ import os
 import resource
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from bench import procstat
 from bench.engine import Engine
@@ -28,6 +28,7 @@ def run_load(args: argparse.Namespace) -> Dict[str, Any]:
     engine = Engine(args.host, args.port, scenario, args.reply_delay_us / 1e6, args.timeout)
     engine.max_in_flight = args.max_in_flight
     watched: List[int] = args.watch_pid or []
+    services = dict(_named_pid(spec) for spec in args.service_pid or [])
     window_start = time.perf_counter() + args.warmup
     window_end = window_start + args.duration
     if args.rate:
@@ -38,12 +39,14 @@ def run_load(args: argparse.Namespace) -> Dict[str, Any]:
 
     bucket = Bucket(args.route, args.deadline_ms / 1000 if args.deadline_ms else None)
     cpu0, own0 = procstat.cpu_seconds(watched), time.process_time()
+    services0 = {name: procstat.cpu_seconds([pid]) for name, pid in services.items()}
     bucket.started_at = time.perf_counter()
     engine.bucket = bucket
     engine.run(window_end)
     engine.bucket = None
     bucket.ended_at = time.perf_counter()
     cpu1, own1 = procstat.cpu_seconds(watched), time.process_time()
+    services1 = {name: procstat.cpu_seconds([pid]) for name, pid in services.items()}
     engine.drain(args.timeout + 1)
 
     result = bucket.summary()
@@ -58,7 +61,15 @@ def run_load(args: argparse.Namespace) -> Dict[str, Any]:
         result["server_cpu_util"] = round(cpu / bucket.seconds, 3)
         result["server_cpu_ms_per_call"] = round(cpu * 1000 / bucket.calls, 4) if bucket.calls else None
         result["server_peak_rss_mb"] = procstat.peak_rss_mb(watched)
+    if services and bucket.calls:  # shared with anything else using them meanwhile
+        result["services_cpu_ms_per_call"] = {
+            name: round((services1[name] - services0[name]) * 1000 / bucket.calls, 4) for name in services}
     return result
+
+
+def _named_pid(spec: str) -> Tuple[str, int]:
+    name, _, pid = spec.partition("=")
+    return name, int(pid)
 
 
 def raise_nofile(wanted: int) -> int:
@@ -87,6 +98,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--deadline-ms", type=float, default=0.0, help="count calls slower than this as late")
     p.add_argument("--customer", default="bench_customer", help="CUSTOMER_ID of event calls")
     p.add_argument("--watch-pid", type=int, action="append", help="server process to measure (repeatable)")
+    p.add_argument("--service-pid", action="append", metavar="NAME=PID",
+                   help="a backing service whose CPU per call to report too (repeatable)")
     p.add_argument("--cpu", type=int, action="append", help="pin this process to these CPUs (repeatable)")
     return p.parse_args(argv)
 

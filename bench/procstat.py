@@ -7,7 +7,7 @@ process and its descendants; peak memory = VmHWM of /proc/<pid>/status (reset by
 from __future__ import annotations
 
 import os
-from typing import Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -39,6 +39,24 @@ def cpu_seconds(pids: Iterable[int]) -> float:
                 continue
             total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     return total / _TICKS
+
+
+def thread_cpu_seconds(pid: int) -> Dict[str, float]:
+    """CPU seconds so far of each live thread of ``pid``, by ``name (tid)``."""
+    threads: Dict[str, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return threads
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                head, _, rest = f.read().rpartition(")")
+        except OSError:
+            continue
+        fields = rest.split()
+        threads[f"{head.partition('(')[2]} ({tid})"] = (int(fields[11]) + int(fields[12])) / _TICKS
+    return threads
 
 
 def _status_kb(pid: int, key: str) -> Optional[int]:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Counter, Dict, List, Optional, Tuple
 
-from bench import data
+from bench import data, procstat
 from bench.loadgen import raise_nofile
 from bench.servers import REPO, callflow_server
 
@@ -91,6 +92,16 @@ def summarize(stacks: List[Tuple[List[str], int]], top: int) -> str:
     return "\n".join(out)
 
 
+def thread_cpu(before: Dict[str, float], after: Dict[str, float], seconds: float, calls_per_s: float) -> str:
+    """CPU of each server thread over the sampled window (py-spy alone cannot tell waiting from work)."""
+    lines = ["server threads' CPU over the sampled window (from /proc):"]
+    for name, cpu in sorted(after.items(), key=lambda item: -(item[1] - before.get(item[0], 0.0))):
+        used = cpu - before.get(name, 0.0)
+        per_call = f"{1000 * used / (calls_per_s * seconds):.3f} ms/call" if calls_per_s else ""
+        lines.append(f"  {name:32} {used:6.2f} s  {100 * used / seconds:5.1f}% of a core  {per_call}")
+    return "\n".join(lines)
+
+
 def _group(frame: str) -> Optional[str]:
     for name, marker in GROUPS:
         if marker in frame:
@@ -122,11 +133,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                  "--concurrency", str(args.concurrency), "--warmup", "1", "--duration", str(args.seconds + 1),
                  "--customer", customer, "--watch-pid", str(server.pid), "--cpu", "1"],
                 cwd=REPO, stdout=subprocess.PIPE, text=True)
+            before = procstat.thread_cpu_seconds(server.pid)
             subprocess.run([str(spy), "record", "--pid", str(server.pid), "--duration", str(int(args.seconds)),
                             "--rate", str(args.rate), "--format", "raw", "--output", str(raw), "--threads"]
                            + (["--native"] if args.native else []),
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            print(load.communicate()[0].strip())
+            after = procstat.thread_cpu_seconds(server.pid)
+            result = json.loads(load.communicate()[0])
+            print(json.dumps(result))
+            print(thread_cpu(before, after, args.seconds, result["calls_per_s"] or 0))
         finally:
             server.stop()
             if args.route == "event":

@@ -38,6 +38,9 @@ def aggregate(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
     out["errors"] = dict(errors.most_common(5))
     out["statuses"] = dict(statuses)
     out["commands_per_call"] = runs[-1].get("commands_per_call") if runs else None
+    for service in sorted({name for r in runs for name in r.get("services_cpu_ms_per_call", {})}):
+        values = [r["services_cpu_ms_per_call"][service] for r in runs if service in r.get("services_cpu_ms_per_call", {})]
+        out[f"{service}_cpu_ms_per_call"] = round(statistics.median(values), 4)
     return out
 
 
@@ -49,8 +52,8 @@ def ratio(value: Optional[float], floor: Optional[float]) -> Optional[float]:
 
 def table(blocks: List[Dict[str, Any]]) -> str:
     head = ("| route | in flight | server | calls/s | p50 ms | p99 ms | CPU ms/call | CPU × floor "
-            "| peak RSS MB | failed | loadgen CPU |")
-    lines = [head, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "| Redis + RabbitMQ CPU ms/call | peak RSS MB | failed | loadgen CPU |")
+    lines = [head, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for block in blocks:
         floor = block.get("floor")
         for name in ("floor", "callflow"):
@@ -63,7 +66,7 @@ def table(blocks: List[Dict[str, Any]]) -> str:
                 f"| {block['route']} | {block['concurrency']}{delay} | {name} | {_f(figures['calls_per_s'], 0)} "
                 f"| {_f(figures['p50_ms'], 2)} | {_f(figures['p99_ms'], 2)} "
                 f"| {_f(figures['server_cpu_ms_per_call'], 3)} | {'' if name == 'floor' else _f(cpu_ratio, 1)} "
-                f"| {_f(figures['server_peak_rss_mb'], 0)} | {figures['failed']}/{figures['calls']} "
+                f"| {_services(figures)} | {_f(figures['server_peak_rss_mb'], 0)} | {figures['failed']}/{figures['calls']} "
                 f"| {_f(figures['loadgen_cpu_util'] and figures['loadgen_cpu_util'] * 100, 0)}% |"
             )
     return "\n".join(lines)
@@ -81,6 +84,13 @@ def verdicts(blocks: List[Dict[str, Any]]) -> List[str]:
             lines.append(f"- {route} at {concurrency}: {what} = {_f(value, 3)} (target ≤ {bound:g}): "
                          f"{'met' if met else 'NOT met'}")
     return lines
+
+
+def _services(figures: Dict[str, Any]) -> str:
+    redis, rabbit = figures.get("redis_cpu_ms_per_call"), figures.get("rabbitmq_cpu_ms_per_call")
+    if redis is None and rabbit is None:
+        return "–"
+    return f"{_f(redis, 3)} + {_f(rabbit, 3)}"
 
 
 def _f(value: Optional[float], digits: int) -> str:

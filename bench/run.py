@@ -64,6 +64,7 @@ class Bench:
         self.server_cpus = [0] if pin else None
         self.load_cpus = [1] if pin else None
         self.floor: Optional[ServerProcess] = None
+        self.services = service_pids()
 
     def load(self, server: ServerProcess, route: str, concurrency: int, floor: bool) -> Dict[str, Any]:
         delay = self.args.reply_delay_us if (concurrency == 1 or self.args.delay_all) else 0.0
@@ -72,6 +73,8 @@ class Bench:
                 "--duration", str(self.args.duration), "--reply-delay-us", str(delay),
                 "--customer", self.customer, "--watch-pid", str(server.pid)]
         argv += ["--floor"] if floor else []
+        for name, pid in self.services.items():
+            argv += ["--service-pid", f"{name}={pid}"]
         for cpu in self.load_cpus or []:
             argv += ["--cpu", str(cpu)]
         procstat.reset_peak_rss([server.pid])
@@ -127,6 +130,16 @@ class Bench:
             data.purge_event_queue(self.customer, delete=True)
             data.drop_call_stats(self.args.redis_url, self.customer)
         return blocks
+
+
+def service_pids() -> Dict[str, int]:
+    """The local Redis and RabbitMQ processes, when they can be found (their CPU is reported too)."""
+    found = {}
+    for name, pattern in (("redis", "redis-server"), ("rabbitmq", "beam.smp")):
+        done = subprocess.run(["pgrep", "-o", "-f", pattern], capture_output=True, text=True)
+        if done.returncode == 0 and done.stdout.strip():
+            found[name] = int(done.stdout.split()[0])
+    return found
 
 
 def _progress(route: str, concurrency: int, run: int, name: str, r: Dict[str, Any]) -> None:
