@@ -12,13 +12,14 @@ from structlog.testing import capture_logs
 
 from callflow import metrics
 from callflow.adapters.in_memory_call_stats import InMemoryCallStats
+from callflow.containers import build_application
 from callflow.entrypoints.agi.dialplan_values import EXPRESSIONS, combined_expression
-from callflow.entrypoints.agi.event import EventRoute
+from callflow.entrypoints.agi.event import EventRoute, build_event_route
 from callflow.entrypoints.agi.session import AgiReply, AgiSession
 from callflow.service_layer.record_call_event import RecordCallEvent
 from tests.support.call_events import SEED_JSON, FixedClock, make_factory
-from tests.support.event_schema import check_message
 from tests.support.event_doubles import JournalingStats, RecordingDelivery
+from tests.support.event_schema import check_message
 
 SEED_DIALPLAN = {
     "CALL_ID": "1752899481.313", "DIRECTION": "inbound", "CUSTOMER_ID": "11223344", "TRUNK": "0866801898",
@@ -176,3 +177,20 @@ async def test_stats_down_is_logged_counted_and_ok():
     assert metrics.EVENT_STATS_SKIPPED._value.get() == before + 1
     events = [entry["event"] for entry in logs]
     assert "call-status set not updated; event delivered anyway" in events and "event value ignored" in events
+
+
+async def test_route_built_from_the_in_memory_composition(make_settings):
+    """build_event_route wires the container's use case with the settings' deadlines and timeouts."""
+    settings = make_settings(event_deadline_ms=1500, publish_timeout_ms=200, redis_timeout_ms=100)
+    app = build_application(settings, in_memory=True)
+    await app.init_resources()
+    try:
+        route = await build_event_route(app)
+        assert (route.name, route.deadline_s) == ("event", 1.5)
+        session = ScriptedSession(SEED_DIALPLAN)
+        await route.handle(session)
+        assert session.set["CALLFLOW_STATUS"] == "OK"
+        [published] = app.adapters.event_publisher().messages("call.events.11223344")
+        assert check_message(published.routing_key, published.body)["call_id"] == "1752899481.313"
+    finally:
+        await app.shutdown_resources()

@@ -1,91 +1,145 @@
-"""The RecordCallEvent use case on in-memory adapters: custody first, statistics second."""
+"""The RecordCallEvent use case on the in-memory composition (outbox, relay, publisher, stats)."""
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import replace
-from typing import List, Optional
+from typing import AsyncIterator, List, Tuple
 
+import pytest
+from dependency_injector import providers
+
+from callflow.adapters.in_memory_call_stats import InMemoryCallStats
+from callflow.containers import build_application
 from callflow.domain.envelope import INVALID_ROUTING_KEY
+from callflow.service_layer.ports import CallStatsUnavailable
 from callflow.service_layer.record_call_event import ERROR, OK, RecordCallEvent
-from tests.support.call_events import SEED_JSON, SEED_VALUES, FixedClock, make_factory
-from tests.support.event_doubles import JournalingStats, RecordingDelivery
+from tests.support.call_events import SEED_JSON, SEED_VALUES, FixedClock
 from tests.support.event_schema import check_message
 
-
-def make(confirm: bool = True, refuse: Optional[str] = None, stats_down: bool = False):
-    journal: List[str] = []
-    delivery = RecordingDelivery(journal, confirm, refuse)
-    stats = JournalingStats(journal, stats_down)
-    return RecordCallEvent(make_factory(), delivery, stats, FixedClock()), delivery, stats, journal
+CUSTOMER_QUEUE = "call.events.11223344"
 
 
-async def test_event_is_in_custody_before_it_is_counted():
-    """The seed event goes to call.events.{customer} first; only then is the call counted."""
-    record, delivery, stats, journal = make()
-    custody_seen: List[List[str]] = []
-    outcome = await record.execute(SEED_VALUES, 0.4, on_custody=lambda: custody_seen.append(list(journal)))
-    assert (outcome.status, outcome.reason, outcome.confirmed) == (OK, "", True)
-    assert journal == ["custody", "stats"] and custody_seen == [["custody"]]
-    assert [(e.routing_key, e.body) for e in delivery.taken] == [("call.events.11223344", SEED_JSON)]
-    assert delivery.waits == [0.4]
-    assert await stats.members("11223344", "ringing") == {"1752899481.313"}
+class WitnessStats(InMemoryCallStats):
+    """In-memory stats that note, at each write, what the outbox and the broker held then."""
+
+    def __init__(self, app) -> None:
+        super().__init__(ttl_s=86400)
+        self.app = app
+        self.seen: List[Tuple[int, int]] = []  # (outbox depth, messages at the broker) at each write
+        self.down = False
+
+    async def record(self, customer_id: str, call_status: str, call_id: str) -> None:
+        if self.down:
+            raise CallStatsUnavailable("redis stats_record: ConnectionError")
+        outbox, broker = self.app.adapters.outbox(), self.app.adapters.event_publisher()
+        self.seen.append((outbox.depth(), len(broker.all_messages())))
+        await super().record(customer_id, call_status, call_id)
 
 
-async def test_held_in_the_outbox_is_still_ok():
-    """An event the broker did not confirm in time but the outbox holds is OK, not confirmed."""
-    record, _, _, _ = make(confirm=False)
-    outcome = await record.execute(SEED_VALUES, 0.0)
+class Rig:
+    def __init__(self, app) -> None:
+        self.app = app
+        self.stats = WitnessStats(app)
+        app.adapters.call_stats.override(providers.Object(self.stats))
+        app.adapters.clock.override(providers.Object(FixedClock()))
+
+    async def start(self) -> None:
+        await self.app.init_resources()
+        record = self.app.record_call_event()  # an awaitable: the relay it uses is an async Resource
+        self.record: RecordCallEvent = await record if inspect.isawaitable(record) else record
+
+    @property
+    def outbox(self):
+        return self.app.adapters.outbox()
+
+    @property
+    def broker(self):
+        return self.app.adapters.event_publisher()
+
+
+@pytest.fixture
+async def rig(make_settings) -> AsyncIterator[Rig]:
+    app = build_application(make_settings(), in_memory=True)
+    rig = Rig(app)
+    await rig.start()
+    try:
+        yield rig
+    finally:
+        await app.shutdown_resources()
+
+
+async def test_event_is_in_custody_before_it_is_counted(rig):
+    """The seed event is published to call.events.{customer}; when counted it was already taken."""
+    custody: List[int] = []
+    outcome = await rig.record.execute(SEED_VALUES, 0.5, on_custody=lambda: custody.append(len(rig.stats.seen)))
+    assert (outcome.status, outcome.reason, outcome.confirmed, outcome.call_id) == (OK, "", True, "1752899481.313")
+    assert [e.body for e in rig.broker.messages(CUSTOMER_QUEUE)] == [SEED_JSON]
+    assert custody == [0] and len(rig.stats.seen) == 1 and sum(rig.stats.seen[0]) == 1
+    assert await rig.stats.members("11223344", "ringing") == {"1752899481.313"}
+
+
+async def test_broker_down_is_still_ok_held_in_the_outbox(rig):
+    """Broker down: OK (the outbox holds it), not confirmed, counted; delivered once the broker is back."""
+    rig.broker.set_down(True)
+    outcome = await rig.record.execute(SEED_VALUES, 0.05)
     assert (outcome.status, outcome.confirmed) == (OK, False)
+    assert rig.outbox.depth() == 1 and rig.broker.messages(CUSTOMER_QUEUE) == []
+    assert await rig.stats.members("11223344", "ringing") == {"1752899481.313"}
+    rig.broker.set_down(False)
+    await rig.app.shutdown_resources()  # the relay flushes what waits before it stops
+    assert [e.body for e in rig.broker.messages(CUSTOMER_QUEUE)] == [SEED_JSON]
 
 
-async def test_refused_custody_is_an_error_and_not_counted():
-    """When the event cannot be stored durably: ERROR 'unavailable', and no statistics."""
-    record, _, stats, journal = make(refuse="disk full")
-    outcome = await record.execute(SEED_VALUES, 0.4, on_custody=lambda: journal.append("told"))
-    assert outcome.status == ERROR and outcome.reason == "unavailable: disk full"
-    assert journal == [] and await stats.counts("11223344") == {}
+async def test_refused_custody_is_an_error_and_not_counted(rig):
+    """The outbox cannot store (disk full): ERROR 'unavailable: ...', nothing published or counted."""
+    rig.outbox.refuse("disk full")
+    told: List[str] = []
+    outcome = await rig.record.execute(SEED_VALUES, 0.5, on_custody=lambda: told.append("custody"))
+    assert outcome.status == ERROR and outcome.reason.startswith("unavailable: ") and "disk full" in outcome.reason
+    assert told == [] and rig.stats.seen == [] and rig.broker.all_messages() == []
 
 
-async def test_statistics_down_still_acknowledges_the_event():
+async def test_statistics_down_still_acknowledges_the_event(rig):
     """Redis down after custody: OK (the event is safe), with the failure reported for the log."""
-    record, delivery, _, _ = make(stats_down=True)
-    outcome = await record.execute(SEED_VALUES, 0.4)
-    assert outcome.status == OK and len(delivery.taken) == 1
+    rig.stats.down = True
+    outcome = await rig.record.execute(SEED_VALUES, 0.5)
+    assert outcome.status == OK and len(rig.broker.messages(CUSTOMER_QUEUE)) == 1
     assert "CallStatsUnavailable" in outcome.stats_error
 
 
-async def test_invalid_event_is_reported_not_counted():
+async def test_invalid_event_is_reported_not_counted(rig):
     """A key-unsafe customer id: the raw values go to call.events.invalid with the reason; no stats."""
-    record, delivery, stats, journal = make()
     values = replace(SEED_VALUES, customer_id="Nguyễn Văn A (VIP) [x]")
-    outcome = await record.execute(values, 0.4, on_custody=lambda: journal.append("told"))
+    told: List[str] = []
+    outcome = await rig.record.execute(values, 0.5, on_custody=lambda: told.append("custody"))
     assert outcome.status == ERROR and outcome.reason.startswith("invalid: CUSTOMER_ID contains 'ễ'")
-    assert journal == ["custody"]
-    [report] = delivery.taken
-    assert report.routing_key == INVALID_ROUTING_KEY
+    assert told == [] and rig.stats.seen == []
+    [report] = rig.broker.all_messages()
     body = check_message(report.routing_key, report.body)
+    assert report.routing_key == INVALID_ROUTING_KEY
     assert body["values"]["CUSTOMER_ID"] == "Nguyễn Văn A (VIP) [x]" and body["reason"] in outcome.reason
 
 
-async def test_missing_values_are_reported_too():
+async def test_missing_values_are_reported_too(rig):
     """An empty dialplan (nothing set) is still reported, naming every missing value."""
-    record, delivery, _, _ = make()
-    outcome = await record.execute(replace(SEED_VALUES, customer_id="", call_status="", call_id="", unique_id=""), 0.1)
+    empty = replace(SEED_VALUES, customer_id="", call_status="", call_id="", unique_id="")
+    outcome = await rig.record.execute(empty, 0.5)
     assert outcome.status == ERROR
     for name in ("CUSTOMER_ID", "CALL_STATUS", "CALL_ID"):
         assert f"{name} is missing" in outcome.reason
-    assert json.loads(delivery.taken[0].body)["reason"] in outcome.reason
+    [report] = rig.broker.messages(INVALID_ROUTING_KEY)
+    assert json.loads(report.body)["reason"] in outcome.reason
 
 
-async def test_invalid_report_refused_says_so():
+async def test_invalid_report_refused_says_so(rig):
     """If even the report cannot be stored, the reason says both things."""
-    record, _, _, _ = make(refuse="outbox unusable")
-    outcome = await record.execute(replace(SEED_VALUES, customer_id=""), 0.1)
+    rig.outbox.refuse("outbox unusable")
+    outcome = await rig.record.execute(replace(SEED_VALUES, customer_id=""), 0.1)
     assert outcome.status == ERROR and "CUSTOMER_ID is missing" in outcome.reason and "outbox unusable" in outcome.reason
 
 
-async def test_answer_time_warning_reaches_the_outcome():
+async def test_answer_time_warning_reaches_the_outcome(rig):
     """An unparseable ANSWER_TIME is carried back for the route to log."""
-    record, _, _, _ = make()
-    outcome = await record.execute(replace(SEED_VALUES, answer_time="later"), 0.1)
+    outcome = await rig.record.execute(replace(SEED_VALUES, answer_time="later"), 0.1)
     assert outcome.status == OK and len(outcome.warnings) == 1
