@@ -30,12 +30,15 @@ TIMEOUT = "no close within timeout"
 
 
 class Conn:
-    __slots__ = ("sock", "call", "bucket", "started", "buffer", "connecting")
+    __slots__ = ("sock", "call", "bucket", "started", "buffer", "connecting", "waits", "answered_at")
 
     def __init__(self, sock: _socket.socket, call: Call, bucket: Optional[Bucket], started: float) -> None:
         self.sock, self.call, self.bucket, self.started = sock, call, bucket, started
         self.buffer = b""
         self.connecting = False
+        # the server's turns: connect -> 1st command, each reply -> next command, last reply -> close
+        self.waits: List[float] = []
+        self.answered_at = started
 
 
 class Engine:
@@ -125,11 +128,13 @@ class Engine:
                 pass
             return self._ended(conn, "partial command line at close" if conn.buffer else None)
         buffer = conn.buffer + data if conn.buffer else data
-        answer, start = conn.call.channel.answer, 0
+        answer, start, now = conn.call.channel.answer, 0, perf_counter()
         while True:
             end = buffer.find(b"\n", start)
             if end < 0:
                 break
+            conn.waits.append(now - conn.answered_at)
+            conn.answered_at = now + self.reply_delay_s
             self._reply(conn, answer(buffer[start:end]))
             start = end + 1
         conn.buffer = buffer[start:]
@@ -149,6 +154,8 @@ class Engine:
             status = call.channel.set_by_server.get("CALLFLOW_STATUS")
             error = error or self.scenario.check(call)
             bucket.record(now - conn.started, status, error, call.channel.commands)
+            conn.waits.append(now - conn.answered_at)
+            bucket.record_waits(conn.waits)
         if now < self.callers_until:
             self.start_call()
 

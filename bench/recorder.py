@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
+
+_MAX_TURNS = 8
 
 
 class Bucket:
@@ -19,6 +21,8 @@ class Bucket:
         self.late = 0
         self.errors: Counter = Counter()
         self.statuses: Counter = Counter()
+        #: per turn of the server (connect -> 1st command, reply -> next command, ..., reply -> close)
+        self.waits: List["array[float]"] = []
         self.started_at: Optional[float] = None
         self.ended_at: Optional[float] = None
 
@@ -36,6 +40,13 @@ class Bucket:
             self.ok += 1
         else:
             self.errors[error] += 1
+
+    def record_waits(self, waits: List[float]) -> None:
+        """How long the server took at each of its turns in one answered call."""
+        while len(self.waits) < min(len(waits), _MAX_TURNS):
+            self.waits.append(array("d"))
+        for turn, wait in enumerate(waits[:_MAX_TURNS]):
+            self.waits[turn].append(wait)
 
     @property
     def seconds(self) -> float:
@@ -61,6 +72,7 @@ class Bucket:
             "not_answered": self.calls - answered,
             "commands_per_call": round(self.commands / self.calls, 2) if self.calls else None,
             "errors": dict(self.errors.most_common(8)),
+            "server_turns_p50_ms": [_ms(percentile(sorted(w), 0.5)) for w in self.waits],
             "statuses": dict(self.statuses),
         }
         if self.deadline_s is not None:

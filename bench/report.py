@@ -38,6 +38,7 @@ def aggregate(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
     out["errors"] = dict(errors.most_common(5))
     out["statuses"] = dict(statuses)
     out["commands_per_call"] = runs[-1].get("commands_per_call") if runs else None
+    out["server_turns_p50_ms"] = runs[-1].get("server_turns_p50_ms") if runs else None
     for service in sorted({name for r in runs for name in r.get("services_cpu_ms_per_call", {})}):
         values = [r["services_cpu_ms_per_call"][service] for r in runs if service in r.get("services_cpu_ms_per_call", {})]
         out[f"{service}_cpu_ms_per_call"] = round(statistics.median(values), 4)
