@@ -1,20 +1,25 @@
 """The RecordCallEvent use case on the in-memory composition (outbox, relay, publisher, stats)."""
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
+import re
 from dataclasses import replace
 from typing import AsyncIterator, List, Tuple
 
 import pytest
 from dependency_injector import providers
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from callflow.adapters.in_memory_call_stats import InMemoryCallStats
 from callflow.containers import build_application
 from callflow.domain.envelope import INVALID_ROUTING_KEY
 from callflow.service_layer.ports import CallStatsUnavailable
 from callflow.service_layer.record_call_event import ERROR, OK, RecordCallEvent
-from tests.support.call_events import SEED_JSON, SEED_VALUES, FixedClock
+from tests.support.call_events import SEED_JSON, SEED_VALUES, FixedClock, make_factory
+from tests.support.event_doubles import JournalingStats, RecordingDelivery
 from tests.support.event_schema import check_message
 
 CUSTOMER_QUEUE = "call.events.11223344"
@@ -143,3 +148,16 @@ async def test_answer_time_warning_reaches_the_outcome(rig):
     """An unparseable ANSWER_TIME is carried back for the route to log."""
     outcome = await rig.record.execute(replace(SEED_VALUES, answer_time="later"), 0.1)
     assert outcome.status == OK and len(outcome.warnings) == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(min_size=1, max_size=80).filter(lambda v: not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", v)))
+def test_no_unsafe_customer_id_reaches_a_key_or_a_routing_key(customer_id):
+    """Any customer id outside [A-Za-z0-9_.-]{1,64}: only call.events.invalid is used, no set is written."""
+    journal: List[str] = []
+    delivery, stats = RecordingDelivery(journal), JournalingStats(journal)
+    record = RecordCallEvent(make_factory(), delivery, stats, FixedClock())
+    outcome = asyncio.run(record.execute(replace(SEED_VALUES, customer_id=customer_id), 0.0))
+    assert outcome.status == ERROR and outcome.reason.startswith("invalid: CUSTOMER_ID")
+    assert [e.routing_key for e in delivery.taken] == [INVALID_ROUTING_KEY]
+    assert journal == ["custody"]  # the report only: no call-status set was written
