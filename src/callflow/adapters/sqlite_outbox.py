@@ -105,7 +105,7 @@ class SQLiteOutbox:
             while True:
                 batch, stop = self._next_batch()
                 if batch:
-                    self._run(store, batch)
+                    self._run_or_fail(store, batch)
                 if stop:
                     return
         finally:
@@ -125,6 +125,16 @@ class SQLiteOutbox:
                 return batch, True
             batch.append(op)
         return batch, False
+
+    def _run_or_fail(self, store: OutboxStore, batch: List[_Op]) -> None:
+        """Never let a caller wait forever: whatever goes wrong, each op of the batch gets an answer."""
+        try:
+            self._run(store, batch)
+        except Exception as exc:
+            _log.error("outbox thread failed a batch", error=repr(exc), ops=len(batch))
+            failure = OutboxUnavailable(f"outbox failed: {exc}")
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._settle, [(op, False, failure) for op in batch], 0)
 
     def _run(self, store: OutboxStore, batch: List[_Op]) -> None:
         puts = [op for op in batch if op.kind == "put"]
