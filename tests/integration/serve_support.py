@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import aio_pika
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import AMQP_URL, REDIS_URL
@@ -134,3 +135,20 @@ async def wait_for_readiness(port: int, ready: bool, timeout: float) -> dict:
             return report
         await asyncio.sleep(0.2)
     raise AssertionError(f"/readyz never became {'ready' if ready else 'not ready'}: {report}")
+
+
+async def delete_queue(name: str) -> None:
+    """Deletes a queue a test made the server declare (a customer's durable queue)."""
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(name)
+
+
+async def queue_depth(name: str) -> int:
+    """Messages waiting in an existing queue."""
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(name, passive=True)
+        return int(queue.declaration_result.message_count or 0)

@@ -4,13 +4,13 @@ from __future__ import annotations
 import asyncio
 import signal
 
-import aio_pika
 import pytest
 
 from callflow.domain.envelope import routing_key_for
-from tests.conftest import AMQP_URL
 from tests.integration.cli_support import unique_id
-from tests.integration.serve_support import metric_samples, readiness, sample, start_serve
+from tests.integration.serve_support import (
+    delete_queue, metric_samples, queue_depth, readiness, sample, start_serve,
+)
 from tests.support.fake_asterisk import call
 
 pytestmark = pytest.mark.integration
@@ -48,13 +48,6 @@ async def refused(port: int) -> bool:
         writer.close()
 
 
-async def delete_queue(name: str) -> None:
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        channel = await connection.channel()
-        await channel.queue_delete(name)
-
-
 def place(route: str, port: int, customer: str, n: int) -> "asyncio.Future":
     """One slow call (every reply delayed) of ``route``, as a task."""
     options: dict = dict(route=route, reply_delay=REPLY_DELAY_S, timeout=30)
@@ -65,9 +58,9 @@ def place(route: str, port: int, customer: str, n: int) -> "asyncio.Future":
     return asyncio.ensure_future(call("127.0.0.1", port, **options))
 
 
-@pytest.mark.parametrize("route", ["checkphone"])
+@pytest.mark.parametrize("route", ["checkphone", "event"])
 async def test_sigterm_with_100_sessions_in_flight_answers_all_and_exits_0(tmp_path, route: str) -> None:
-    """All 100 sessions end with CALLFLOW_STATUS=OK; new connections are refused; /readyz says draining."""
+    """All 100 sessions answered (events OK and on their queue); new connections refused; /readyz draining."""
     customer = unique_id("drain")
     served = await start_serve(tmp_path, drain_timeout_s="20", max_sessions="200",
                                checkphone_deadline_ms="5000", event_deadline_ms="5000")
@@ -85,6 +78,8 @@ async def test_sigterm_with_100_sessions_in_flight_answers_all_and_exits_0(tmp_p
         assert await served.wait_exit(timeout=30) == 0
         stopped = served.events("agi server stopped")
         assert stopped and stopped[-1]["cut"] == 0
+        if route == "event":  # every event answered OK reached its queue before the exit
+            assert await queue_depth(routing_key_for(customer)) == SESSIONS
     finally:
         await served.stop()
         await delete_queue(routing_key_for(customer))

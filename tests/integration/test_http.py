@@ -6,8 +6,10 @@ from typing import AsyncIterator
 
 import pytest
 
+from callflow.domain.envelope import routing_key_for
+from tests.integration.cli_support import unique_id
 from tests.integration.serve_support import (
-    ServeProcess, http_get, metric_samples, readiness, sample, start_serve, wait_for_readiness,
+    ServeProcess, delete_queue, http_get, metric_samples, readiness, sample, start_serve, wait_for_readiness,
 )
 from tests.support.fake_asterisk import call
 
@@ -39,6 +41,23 @@ async def test_metrics_move_as_calls_are_made(served: ServeProcess) -> None:
     redis_trips = sum(v for (name, _), v in after.items() if name == "callflow_redis_seconds_count")
     assert redis_trips >= sum(v for (name, _), v in before.items() if name == "callflow_redis_seconds_count") + 5
     assert sample(after, "callflow_agi_sessions_in_flight") == 0
+
+
+async def test_event_metrics_move_as_events_are_published(served: ServeProcess) -> None:
+    """Three event calls: three OK event outcomes and three events confirmed by the broker."""
+    customer = unique_id("metrics")
+    before = await metric_samples(served.http_port)
+    try:
+        for n in range(3):
+            variables = {"CALL_ID": f"1752899481.{n}", "CUSTOMER_ID": customer, "CALL_STATUS": "ringing"}
+            assert (await call("127.0.0.1", served.agi_port, route="event", variables=variables)).status == "OK"
+        after = await metric_samples(served.http_port)
+    finally:
+        await delete_queue(routing_key_for(customer))
+    assert sample(after, "callflow_agi_outcomes_total", route="event", status="OK") - sample(
+        before, "callflow_agi_outcomes_total", route="event", status="OK") == 3
+    published = sum(v for (name, _), v in after.items() if name == "callflow_events_published_total")
+    assert published - sum(v for (name, _), v in before.items() if name == "callflow_events_published_total") == 3
 
 
 async def test_health_and_readiness_with_every_service_up(served: ServeProcess) -> None:
