@@ -17,6 +17,8 @@ TARGETS: Tuple[Tuple[str, int, str, float, str], ...] = (
     ("event", 1, "p50_ms", 1.5, "p50 ms with Asterisk replying after 200 µs"),
     ("checkphone", 2000, "failed", 0, "failed calls"),
     ("event", 2000, "failed", 0, "failed calls"),
+    ("checkphone", 2000, "late", 0, "calls answered after the deadline + slack"),
+    ("event", 2000, "late", 0, "calls answered after the deadline + slack"),
     ("checkphone", 2000, "server_peak_rss_mb", 200, "peak RSS MB"),
     ("event", 2000, "server_peak_rss_mb", 200, "peak RSS MB"),
 )
@@ -30,6 +32,7 @@ def aggregate(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
         out[key] = round(statistics.median(values), 4) if values else None
     out["calls"] = sum(r["calls"] for r in runs)
     out["failed"] = sum(r["failed"] for r in runs)
+    out["late"] = sum(r.get("late", 0) for r in runs)
     errors: Counter = Counter()
     statuses: Counter = Counter()
     for r in runs:
@@ -53,8 +56,8 @@ def ratio(value: Optional[float], floor: Optional[float]) -> Optional[float]:
 
 def table(blocks: List[Dict[str, Any]]) -> str:
     head = ("| route | in flight | server | calls/s | p50 ms | p99 ms | CPU ms/call | CPU × floor "
-            "| Redis + RabbitMQ CPU ms/call | peak RSS MB | failed | loadgen CPU |")
-    lines = [head, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "| Redis + RabbitMQ CPU ms/call | peak RSS MB | failed | late | loadgen CPU |")
+    lines = [head, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for block in blocks:
         floor = block.get("floor")
         for name in ("floor", "callflow"):
@@ -68,6 +71,7 @@ def table(blocks: List[Dict[str, Any]]) -> str:
                 f"| {_f(figures['p50_ms'], 2)} | {_f(figures['p99_ms'], 2)} "
                 f"| {_f(figures['server_cpu_ms_per_call'], 3)} | {'' if name == 'floor' else _f(cpu_ratio, 1)} "
                 f"| {_services(figures)} | {_f(figures['server_peak_rss_mb'], 0)} | {figures['failed']}/{figures['calls']} "
+                f"| {figures.get('late', 0)} "
                 f"| {_f(figures['loadgen_cpu_util'] and figures['loadgen_cpu_util'] * 100, 0)}% |"
             )
     return "\n".join(lines)

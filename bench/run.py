@@ -27,6 +27,8 @@ from bench.loadgen import raise_nofile
 from bench.servers import REPO, ServerProcess, callflow_server, floor_server
 
 RESULTS = REPO / "bench" / "results"
+#: the routes' default session deadlines (CALLFLOW_CHECKPHONE_DEADLINE_MS, CALLFLOW_EVENT_DEADLINE_MS)
+DEADLINES_MS = {"checkphone": 500.0, "event": 2000.0}
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -41,6 +43,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="Asterisk's reply delay in the 1-call-in-flight runs (latency target's condition)")
     p.add_argument("--delay-all", action="store_true", help="apply the reply delay at every concurrency")
     p.add_argument("--no-floor", action="store_true", help="measure callflow only")
+    p.add_argument("--slack-ms", type=float, default=100.0,
+                   help="a call answered later than the route's deadline plus this counts as late")
     p.add_argument("--no-pin", action="store_true", help="do not pin servers to CPU 0 and the load to CPU 1")
     p.add_argument("--redis-url", default=os.environ.get("CALLFLOW_REDIS_URL", "redis://127.0.0.1:6379/9"))
     p.add_argument("--log-level", default="INFO", help="callflow's CALLFLOW_LOG_LEVEL")
@@ -71,7 +75,8 @@ class Bench:
         argv = [sys.executable, "-m", "bench.loadgen", "--port", str(server.port), "--route", route,
                 "--concurrency", str(concurrency), "--warmup", str(self.args.warmup),
                 "--duration", str(self.args.duration), "--reply-delay-us", str(delay),
-                "--customer", self.customer, "--watch-pid", str(server.pid)]
+                "--customer", self.customer, "--watch-pid", str(server.pid),
+                "--deadline-ms", str(DEADLINES_MS[route] + self.args.slack_ms)]
         argv += ["--floor"] if floor else []
         for name, pid in self.services.items():
             argv += ["--service-pid", f"{name}={pid}"]
