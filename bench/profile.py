@@ -43,15 +43,26 @@ COST_CENTRES = (
 )
 
 
+_IDLE = ("epoll_pwait", "epoll_wait", "PyThread_acquire_lock", "pthread_cond_wait", "sem_wait", "sem_clockwait")
+_TOP = ("callflow/entrypoints/commands/serve.py", "callflow/entrypoints/cli.py", "callflow/__main__.py")
+
+
 def cost_centre(frames: List[str]) -> str:
+    if any(marker in frame for frame in frames[-4:] for marker in _IDLE):
+        return IDLE
+    if any("gc_collect" in frame for frame in frames):
+        return "garbage collection"
     for name, markers in COST_CENTRES:
         if any(marker in frame for frame in frames for marker in markers):
             return name
-    if frames[-1].startswith("Runner.run"):
-        return "event loop in C (uvloop: epoll, accept, socket calls)"
+    if not any("callflow/" in frame and not any(top + ":" in frame for top in _TOP) for frame in frames):
+        return "event loop internals (uvloop, accept, close, handles)"
     if any("asyncio/" in frame for frame in frames[-3:]):
         return "asyncio plumbing (tasks, wait_for, timeouts, streams)"
     return "other"
+
+
+IDLE = "idle (waiting: epoll, locks)"
 
 
 def parse_stacks(path: Path) -> List[Tuple[List[str], int]]:
@@ -81,8 +92,9 @@ def summarize(stacks: List[Tuple[List[str], int]], top: int) -> str:
             groups[group] += count  # type: ignore[index]
     out = [f"{total} samples", "", "threads:"]
     out += [f"  {100 * n / total:5.1f}%  {thread}" for thread, n in threads.most_common(8)]
-    out += ["", "cost centres (each sample once):"]
-    out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in centres.most_common()]
+    busy = total - centres[IDLE] or 1
+    out += ["", f"cost centres (each busy sample once; {centres[IDLE]} idle samples left out):"]
+    out += [f"  {100 * n / busy:5.1f}%  {name}" for name, n in centres.most_common() if name != IDLE]
     out += ["", "own time (leaf frames):"]
     out += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
     out += ["", "inclusive time:"]
@@ -118,7 +130,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
     p.add_argument("--out", type=Path, help="keep the raw stacks here")
-    p.add_argument("--native", action="store_true", help="also sample C frames (uvloop, hiredis, the kernel calls)")
+    p.add_argument("--python-only", action="store_true",
+                   help="sample Python frames only (faster; idle time then shows as busy in Runner.run)")
     args = p.parse_args(argv)
     raise_nofile(65536)
     spy = Path(sys.executable).parent / "py-spy"
@@ -136,7 +149,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             before = procstat.thread_cpu_seconds(server.pid)
             subprocess.run([str(spy), "record", "--pid", str(server.pid), "--duration", str(int(args.seconds)),
                             "--rate", str(args.rate), "--format", "raw", "--output", str(raw), "--threads"]
-                           + (["--native"] if args.native else []),
+                           + ([] if args.python_only else ["--native"]),
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             after = procstat.thread_cpu_seconds(server.pid)
             result = json.loads(load.communicate()[0])
