@@ -86,7 +86,8 @@ def verdicts(blocks: List[Dict[str, Any]]) -> List[str]:
                 continue
             value = block["callflow"].get(key)
             met = value is not None and value <= bound
-            lines.append(f"- {route} at {concurrency}: {what} = {_f(value, 3)} (target ≤ {bound:g}): "
+            shown = _f(value, 0 if key in ("failed", "late") else 3)
+            lines.append(f"- {route} at {concurrency}: {what} = {shown} (target ≤ {bound:g}): "
                          f"{'met' if met else 'NOT met'}")
     return lines
 
