@@ -43,12 +43,14 @@ COST_CENTRES = (
 )
 
 
-_IDLE = ("epoll_pwait", "epoll_wait", "PyThread_acquire_lock", "pthread_cond_wait", "sem_wait", "sem_clockwait")
+#: waiting, not working: for I/O, for a lock or queue, or for the GIL (take_gil waits on a condition)
+_IDLE = ("epoll_pwait", "epoll_wait", "PyThread_acquire_lock", "pthread_cond_wait", "pthread_cond_timedwait",
+         "sem_wait", "sem_clockwait", "sem_timedwait")
 _TOP = ("callflow/entrypoints/commands/serve.py", "callflow/entrypoints/cli.py", "callflow/__main__.py")
 
 
 def cost_centre(frames: List[str]) -> str:
-    if any(marker in frame for frame in frames[-4:] for marker in _IDLE):
+    if any(marker in frame for frame in frames[-6:] for marker in _IDLE):
         return IDLE
     if any("gc_collect" in frame for frame in frames):
         return "garbage collection"
