@@ -83,6 +83,20 @@ class _Tee:
         raise structlog.DropEvent
 
 
+class _StdlibBridge(logging.Handler):
+    """Sends records of libraries that log through ``logging`` (aio-pika, aiormq, asyncio) to the
+    same sinks, as structured lines named after their logger, instead of bare text on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields = {"logger": record.name}
+            if record.exc_info and record.levelno >= logging.ERROR:
+                fields["exc_info"] = record.exc_info
+            structlog.get_logger(record.name).log(record.levelno, record.getMessage(), **fields)
+        except Exception:  # a log line must never break the caller
+            self.handleError(record)
+
+
 def configure_logging(
     level: str = "INFO",
     log_file: Optional[Path] = None,
@@ -110,6 +124,10 @@ def configure_logging(
         logger_factory=structlog.ReturnLoggerFactory(),
         cache_logger_on_first_use=True,
     )
+    root = logging.getLogger()
+    root.handlers[:] = [_StdlibBridge()]
+    # libraries are chatty at INFO (a line per reconnection attempt): warnings and up unless DEBUG
+    root.setLevel(logging.DEBUG if level.upper() == "DEBUG" else max(logging.WARNING, _LEVELS[level.upper()]))
 
 
 def get_logger(name: str = "callflow") -> Any:

@@ -42,3 +42,16 @@ def test_rotation_keeps_the_configured_number_of_backups(tmp_path):
     assert all(p.stat().st_size <= 100 for p in tmp_path.iterdir())
     older = (tmp_path / "callflow.log.2").read_text().splitlines() + (tmp_path / "callflow.log.1").read_text().splitlines()
     assert [int(line.split()[1]) for line in older + newest] == list(range(30 - len(older + newest), 30))
+
+
+def test_library_warnings_reach_the_same_sinks_as_structured_lines(tmp_path):
+    """A warning logged through stdlib logging (aio-pika, asyncio) becomes a JSON line in the file."""
+    import logging
+
+    path = tmp_path / "callflow.log"
+    configure_logging("INFO", log_file=path, console=None, fmt="json")
+    logging.getLogger("aio_pika.robust_connection").warning("Connection attempt to %s failed", "amqp://x")
+    logging.getLogger("aio_pika.robust_connection").info("chatty info is dropped")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines == [dict(lines[0], event="Connection attempt to amqp://x failed",
+                          logger="aio_pika.robust_connection", level="warning")]
