@@ -7,6 +7,7 @@ from typing import List, Optional
 
 from callflow.adapters.in_memory_call_stats import InMemoryCallStats
 from callflow.domain.envelope import EventEnvelope
+from callflow.service_layer.custody import Custody
 from callflow.service_layer.ports import CallStatsUnavailable, DeliveryRefused
 
 
@@ -20,7 +21,14 @@ class RecordingDelivery:
         self._journal = journal if journal is not None else []
         self._confirm, self._refuse, self._hang = confirm, refuse, hang_before_custody
 
-    async def submit(self, envelope: EventEnvelope, wait_s: float) -> bool:
+    async def submit(self, envelope: EventEnvelope, wait_s: float, custody: Optional[Custody] = None) -> bool:
+        storing = asyncio.ensure_future(self._store(envelope, wait_s))
+        if custody is not None:
+            custody.storing(storing)
+        await storing
+        return self._confirm
+
+    async def _store(self, envelope: EventEnvelope, wait_s: float) -> None:
         if self._hang:
             await asyncio.Event().wait()
         if self._refuse:
@@ -28,7 +36,6 @@ class RecordingDelivery:
         self._journal.append("custody")
         self.taken.append(envelope)
         self.waits.append(wait_s)
-        return self._confirm
 
 
 class JournalingStats(InMemoryCallStats):

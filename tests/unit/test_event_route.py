@@ -11,11 +11,17 @@ import structlog
 from structlog.testing import capture_logs
 
 from callflow import metrics
+from callflow.adapters.clock import SystemClock
+from callflow.adapters.delivery_monitor import LoggingDeliveryMonitor
 from callflow.adapters.in_memory_call_stats import InMemoryCallStats
+from callflow.adapters.in_memory_outbox import InMemoryOutbox
+from callflow.adapters.in_memory_publisher import InMemoryPublisher
 from callflow.containers import build_application
 from callflow.entrypoints.agi.dialplan_values import EXPRESSIONS, combined_expression
 from callflow.entrypoints.agi.event import EventRoute, build_event_route
 from callflow.entrypoints.agi.session import AgiReply, AgiSession
+from callflow.service_layer.event_delivery import OutboxEventDelivery
+from callflow.service_layer.outbox_relay import OutboxRelay
 from callflow.service_layer.record_call_event import RecordCallEvent
 from tests.support.call_events import SEED_JSON, FixedClock, make_factory
 from tests.support.event_doubles import JournalingStats, RecordingDelivery
@@ -194,3 +200,63 @@ async def test_route_built_from_the_in_memory_composition(make_settings):
         assert check_message(published.routing_key, published.body)["call_id"] == "1752899481.313"
     finally:
         await app.shutdown_resources()
+
+
+class SlowOutbox(InMemoryOutbox):
+    """An in-memory outbox whose put takes ``put_s`` (a disk syncing slowly)."""
+
+    def __init__(self, put_s: float) -> None:
+        super().__init__(SystemClock())
+        self.put_s = put_s
+
+    async def put(self, envelope):
+        await asyncio.sleep(self.put_s)
+        return await super().put(envelope)
+
+
+@pytest.fixture
+async def outbox_route():
+    """An event route over the real OutboxEventDelivery (in-memory outbox and broker, relay running)."""
+    relays = []
+
+    async def build(confirm_delay_s: float = 0.0, put_s: float = 0.0, publish_timeout_s: float = 0.5):
+        outbox, publisher = SlowOutbox(put_s), InMemoryPublisher(confirm_delay_s=confirm_delay_s)
+        relay = OutboxRelay(outbox, publisher, LoggingDeliveryMonitor())
+        await relay.start()
+        relays.append(relay)
+        delivery = OutboxEventDelivery(outbox, relay, SystemClock())
+        record = RecordCallEvent(make_factory(), delivery, InMemoryCallStats(ttl_s=60), FixedClock())
+        route = EventRoute(record, deadline_s=2.0, publish_timeout_s=publish_timeout_s, reserve_s=0.35)
+        return route, outbox, publisher
+
+    yield build
+    for relay in relays:
+        await relay.stop(grace_s=0.0)
+
+
+async def test_deadline_while_waiting_for_the_confirm_answers_ok(outbox_route):
+    """Cut short while the delivery waits for the broker's confirm: the event is stored, so OK, not ERROR."""
+    route, outbox, _ = await outbox_route(confirm_delay_s=1.0)
+    session = ScriptedSession(SEED_DIALPLAN)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(route.handle(session), 0.1)
+    assert outbox.depth() == 1
+    await route.fallback(session, "deadline")
+    assert session.set == {"CALLFLOW_STATUS": "OK", "CALLFLOW_ERROR": ""}
+
+
+@pytest.mark.parametrize("refusal, depth, answer", [
+    (None, 1, {"CALLFLOW_STATUS": "OK", "CALLFLOW_ERROR": ""}),
+    ("disk full", 0, {"CALLFLOW_STATUS": "ERROR", "CALLFLOW_ERROR": "timeout"}),
+])
+async def test_deadline_while_storing_waits_for_the_outcome_of_the_put(outbox_route, refusal, depth, answer):
+    """Cut short while the outbox put is under way: the fallback waits for its outcome; stored is OK,
+    refused (disk full) is ERROR timeout."""
+    route, outbox, _ = await outbox_route(put_s=0.05)
+    outbox.refuse(refusal)
+    session = ScriptedSession(SEED_DIALPLAN)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(route.handle(session), 0.01)
+    assert outbox.depth() == 0
+    await route.fallback(session, "deadline")
+    assert outbox.depth() == depth and session.set == answer

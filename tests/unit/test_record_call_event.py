@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from callflow.adapters.in_memory_call_stats import InMemoryCallStats
 from callflow.containers import build_application
 from callflow.domain.envelope import INVALID_ROUTING_KEY
+from callflow.service_layer.custody import Custody
 from callflow.service_layer.ports import CallStatsUnavailable
 from callflow.service_layer.record_call_event import ERROR, OK, RecordCallEvent
 from tests.support.call_events import SEED_JSON, SEED_VALUES, FixedClock, make_factory
@@ -76,11 +77,11 @@ async def rig(make_settings) -> AsyncIterator[Rig]:
 
 async def test_event_is_in_custody_before_it_is_counted(rig):
     """The seed event is published to call.events.{customer}; when counted it was already taken."""
-    custody: List[int] = []
-    outcome = await rig.record.execute(SEED_VALUES, 0.5, on_custody=lambda: custody.append(len(rig.stats.seen)))
+    custody = Custody()
+    outcome = await rig.record.execute(SEED_VALUES, 0.5, custody)
     assert (outcome.status, outcome.reason, outcome.confirmed, outcome.call_id) == (OK, "", True, "1752899481.313")
     assert [e.body for e in rig.broker.messages(CUSTOMER_QUEUE)] == [SEED_JSON]
-    assert custody == [0] and len(rig.stats.seen) == 1 and sum(rig.stats.seen[0]) == 1
+    assert custody.held and len(rig.stats.seen) == 1 and sum(rig.stats.seen[0]) == 1
     assert await rig.stats.members("11223344", "ringing") == {"1752899481.313"}
 
 
@@ -99,10 +100,10 @@ async def test_broker_down_is_still_ok_held_in_the_outbox(rig):
 async def test_refused_custody_is_an_error_and_not_counted(rig):
     """The outbox cannot store (disk full): ERROR 'unavailable: ...', nothing published or counted."""
     rig.outbox.refuse("disk full")
-    told: List[str] = []
-    outcome = await rig.record.execute(SEED_VALUES, 0.5, on_custody=lambda: told.append("custody"))
+    custody = Custody()
+    outcome = await rig.record.execute(SEED_VALUES, 0.5, custody)
     assert outcome.status == ERROR and outcome.reason.startswith("unavailable: ") and "disk full" in outcome.reason
-    assert told == [] and rig.stats.seen == [] and rig.broker.all_messages() == []
+    assert not custody.held and not await custody.settled(0.1) and rig.stats.seen == [] and rig.broker.all_messages() == []
 
 
 async def test_statistics_down_still_acknowledges_the_event(rig):
@@ -116,10 +117,10 @@ async def test_statistics_down_still_acknowledges_the_event(rig):
 async def test_invalid_event_is_reported_not_counted(rig):
     """A key-unsafe customer id: the raw values go to call.events.invalid with the reason; no stats."""
     values = replace(SEED_VALUES, customer_id="Nguyễn Văn A (VIP) [x]")
-    told: List[str] = []
-    outcome = await rig.record.execute(values, 0.5, on_custody=lambda: told.append("custody"))
+    custody = Custody()
+    outcome = await rig.record.execute(values, 0.5, custody)
     assert outcome.status == ERROR and outcome.reason.startswith("invalid: CUSTOMER_ID contains 'ễ'")
-    assert told == [] and rig.stats.seen == []
+    assert not await custody.settled(0.1) and rig.stats.seen == []
     [report] = rig.broker.all_messages()
     body = check_message(report.routing_key, report.body)
     assert report.routing_key == INVALID_ROUTING_KEY

@@ -5,6 +5,7 @@ import asyncio
 from typing import Optional, Tuple
 
 from callflow.domain.envelope import EventEnvelope
+from callflow.service_layer.custody import Custody
 from callflow.service_layer.outbox_relay import OutboxRelay
 from callflow.service_layer.ports import Clock, DeliveryRefused, Outbox, OutboxEntry, OutboxUnavailable
 
@@ -22,9 +23,12 @@ class OutboxEventDelivery:
         self._relay = relay
         self._clock = clock
 
-    async def submit(self, envelope: EventEnvelope, wait_s: float) -> bool:
+    async def submit(self, envelope: EventEnvelope, wait_s: float, custody: Optional[Custody] = None) -> bool:
         # shielded: once stored, the entry must reach the relay even if our caller is cancelled
-        entry_id, confirmed = await asyncio.shield(self._take_custody(envelope))
+        storing = asyncio.ensure_future(self._take_custody(envelope))
+        if custody is not None:
+            custody.storing(storing)
+        entry_id, confirmed = await asyncio.shield(storing)
         if confirmed is None or wait_s <= 0:
             self._relay.forget(entry_id)
             return False

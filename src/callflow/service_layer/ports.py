@@ -11,6 +11,7 @@ from typing import AsyncIterator, Dict, List, Optional, Protocol, Sequence, Set
 
 from callflow.domain.envelope import EventEnvelope
 from callflow.domain.policy import PhoneListing
+from callflow.service_layer.custody import Custody
 
 
 class Clock(Protocol):
@@ -65,12 +66,13 @@ class PhoneListsUnavailable(Exception):
 class EventDelivery(Protocol):
     """Takes an event into durable custody, then gets it to the broker (now or later, in order)."""
 
-    async def submit(self, envelope: EventEnvelope, wait_s: float) -> bool:
+    async def submit(self, envelope: EventEnvelope, wait_s: float, custody: Optional[Custody] = None) -> bool:
         """Accept ``envelope`` durably, then wait up to ``wait_s`` for the broker's confirm.
 
         Returns True when the broker confirmed it within ``wait_s``, False when it is held in the
         outbox and will be delivered later. Raises ``DeliveryRefused`` when it could not be taken into
-        durable custody (the event is then NOT acknowledged).
+        durable custody (the event is then NOT acknowledged). ``custody`` learns the outcome of the
+        storing even when the caller is cancelled before it ends (or during the confirm wait).
         """
         ...
 

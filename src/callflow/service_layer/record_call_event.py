@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 from callflow.domain.call_event import CallValues
 from callflow.domain.call_event_factory import CallEventFactory, invalid_event_envelope
 from callflow.domain.errors import InvalidEvent
+from callflow.service_layer.custody import Custody
 from callflow.service_layer.ports import CallStats, Clock, DeliveryRefused, EventDelivery
 
 OK, ERROR = "OK", "ERROR"
@@ -46,9 +47,8 @@ class RecordCallEvent:
         self._stats = stats
         self._clock = clock
 
-    async def execute(self, values: CallValues, wait_s: float,
-                      on_custody: Optional[Callable[[], None]] = None) -> EventOutcome:
-        """``on_custody`` is called the moment the event is durably held (before statistics)."""
+    async def execute(self, values: CallValues, wait_s: float, custody: Optional[Custody] = None) -> EventOutcome:
+        """``custody`` learns whether the event was stored, even if this call is cut short meanwhile."""
         now = self._clock.now()
         try:
             built = self._factory.build(values, now)
@@ -56,11 +56,9 @@ class RecordCallEvent:
             return await self._reject(values, invalid.reason, now, wait_s)
         event = built.event
         try:
-            confirmed = await self._delivery.submit(built.envelope(), wait_s)
+            confirmed = await self._delivery.submit(built.envelope(), wait_s, custody)
         except DeliveryRefused as refused:
             return EventOutcome(ERROR, f"unavailable: {refused}", event.call_id, warnings=built.warnings)
-        if on_custody is not None:
-            on_custody()
         stats_error = await self._record_stats(event.customer_id, event.call_status, event.call_id)
         return EventOutcome(OK, "", event.call_id, confirmed, stats_error, built.warnings)
 

@@ -12,6 +12,7 @@ from callflow.domain.call_event import CallValues
 from callflow.entrypoints.agi.dialplan_values import read_dialplan_values
 from callflow.entrypoints.agi.session import AgiSession, Route
 from callflow.logging import get_logger
+from callflow.service_layer.custody import Custody
 from callflow.service_layer.record_call_event import ERROR, OK, EventOutcome, RecordCallEvent
 
 _FALLBACK_ERRORS = {"deadline": "timeout", "overloaded": "overloaded"}
@@ -50,7 +51,7 @@ class EventRoute(Route):
         self._record = record
         self._publish_timeout_s = publish_timeout_s
         self._reserve_s = reserve_s
-        self._in_custody: "weakref.WeakSet[AgiSession]" = weakref.WeakSet()
+        self._custody: "weakref.WeakKeyDictionary[AgiSession, Custody]" = weakref.WeakKeyDictionary()
 
     async def handle(self, session: AgiSession) -> None:
         values, combined = await read_dialplan_values(session)
@@ -58,14 +59,16 @@ class EventRoute(Route):
         call = CallValues.from_dialplan(values, dict(session.env))
         structlog.contextvars.bind_contextvars(call_id=call.call_id or call.unique_id)
         wait_s = max(0.0, min(self._publish_timeout_s, session.remaining() - self._reserve_s))
-        outcome = await self._record.execute(call, wait_s, on_custody=lambda: self._in_custody.add(session))
+        custody = self._custody[session] = Custody()
+        outcome = await self._record.execute(call, wait_s, custody)
         _log_outcome(outcome, combined, call)
         await _answer(session, outcome.status, outcome.reason)
-        self._in_custody.discard(session)
+        self._custody.pop(session, None)
 
     async def fallback(self, session: AgiSession, reason: str) -> None:
-        if session in self._in_custody:
-            self._in_custody.discard(session)
+        custody = self._custody.pop(session, None)
+        # a put cut short goes on: its outcome (within the grace) decides, never a guess
+        if custody is not None and await custody.settled(session.remaining() - _REPLY_MARGIN_S):
             _log.warning("event in custody, session cut short", cut_by=reason)
             await _answer(session, OK, "")
             return
