@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     # --- RabbitMQ and the outbox ------------------------------------------------------------------
     amqp_url: SecretStr = Field(SecretStr("amqp://guest:guest@127.0.0.1:5672/"), description="RabbitMQ URL.")
     publish_timeout_ms: int = Field(
-        500, ge=1, description="How long an event session waits for the broker's confirm before leaving it to the outbox."
+        0, ge=0, description="How long an event session waits for the broker's confirm before leaving it to the outbox (0: answer once stored)."
     )
     publish_confirm_timeout_ms: int = Field(
         5000, ge=1, description="How long one publish may wait for its confirm before it counts as failed (the event stays in the outbox and is sent again)."

@@ -207,3 +207,16 @@ async def test_walk_never_resends_an_entry_awaiting_its_confirm(started: Callabl
     await rig.until(lambda: rig.outbox.depth() == 0)
     assert sorted(rig.ids("call.events.c1")) == sorted(event(n).message_id for n in range(6))
     assert rig.publisher.overlapping_publishes == 0
+
+
+async def test_no_wait_returns_once_stored_and_the_relay_publishes_at_once(started) -> None:
+    """wait_s 0 (the default): submit returns when stored, before the confirm; the publish starts at once."""
+    rig = await started(confirm_delay_s=0.3)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    assert await rig.delivery.submit(event(1), wait_s=0.0) is False
+    assert loop.time() - began < 0.1 and rig.outbox.depth() == 1
+    await asyncio.sleep(0)
+    assert rig.publisher.in_flight == 1
+    await rig.until(lambda: rig.outbox.depth() == 0)
+    assert rig.ids("call.events.c1") == [event(1).message_id]

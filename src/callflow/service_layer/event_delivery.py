@@ -25,12 +25,11 @@ class OutboxEventDelivery:
 
     async def submit(self, envelope: EventEnvelope, wait_s: float, custody: Optional[Custody] = None) -> bool:
         # shielded: once stored, the entry must reach the relay even if our caller is cancelled
-        storing = asyncio.ensure_future(self._take_custody(envelope))
+        storing = asyncio.ensure_future(self._take_custody(envelope, wait_s > 0))
         if custody is not None:
             custody.storing(storing)
         entry_id, confirmed = await asyncio.shield(storing)
-        if confirmed is None or wait_s <= 0:
-            self._relay.forget(entry_id)
+        if confirmed is None:
             return False
         try:
             return await asyncio.wait_for(asyncio.shield(confirmed), wait_s)
@@ -39,11 +38,12 @@ class OutboxEventDelivery:
         finally:
             self._relay.forget(entry_id)
 
-    async def _take_custody(self, envelope: EventEnvelope) -> "Tuple[int, Optional[asyncio.Future[bool]]]":
+    async def _take_custody(self, envelope: EventEnvelope,
+                            awaited: bool) -> "Tuple[int, Optional[asyncio.Future[bool]]]":
         self._relay.announce()
         try:
             entry_id = await self._outbox.put(envelope)
         except OutboxUnavailable as exc:
             self._relay.withdraw()
             raise DeliveryRefused(str(exc)) from exc
-        return entry_id, self._relay.offer(OutboxEntry(entry_id, envelope, self._clock.now().timestamp()))
+        return entry_id, self._relay.offer(OutboxEntry(entry_id, envelope, self._clock.now().timestamp()), awaited)

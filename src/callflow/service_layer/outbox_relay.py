@@ -69,15 +69,15 @@ class OutboxRelay:
     def withdraw(self) -> None:
         self._storing -= 1
 
-    def offer(self, entry: OutboxEntry) -> "Optional[asyncio.Future[bool]]":
-        """A new entry is stored. Returns a future that turns True on its confirm, False when its
-        publish failed; None when the broker is unreachable (no confirm to wait for)."""
+    def offer(self, entry: OutboxEntry, awaited: bool = True) -> "Optional[asyncio.Future[bool]]":
+        """A new entry is stored. When ``awaited``, returns a future that turns True on its confirm,
+        False when its publish failed; None when the broker is unreachable or nobody waits."""
         self._storing -= 1
         self._monitor.depth_changed(self._outbox.depth())
         if not self._publisher.is_connected():
             self._fall_behind("broker unreachable")
             return None
-        confirmed = self._send.confirmation(entry.entry_id)
+        confirmed = self._send.confirmation(entry.entry_id) if awaited else None
         if entry.entry_id <= self._horizon:
             pass  # a walk already read it
         elif self._live and not self._offered and self._has_slot():
