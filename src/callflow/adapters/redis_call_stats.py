@@ -2,15 +2,17 @@
 
 Recording is one round trip: ``SADD`` and ``EXPIRE key ttl NX`` pipelined, so a set gets its expiry
 when it is created and never has it extended (Redis >= 7.0). On an older Redis, which refuses ``NX``,
-the adapter switches once to a Lua script doing the same in one round trip (ADR 0033).
+the adapter switches once to a Lua script doing the same in one round trip (ADR 0033). Records of
+the same loop tick share one write and one connection (``CommandBatcher``, ADR 0024).
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Dict, List, Optional, Set, TypeVar
+from typing import Any, Awaitable, Dict, List, Optional, Set, Tuple, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from callflow.adapters.redis_batch import CommandBatcher
 from callflow.adapters.redis_client import as_text, timed_round_trip
 from callflow.domain.identifiers import require_identifier
 from callflow.service_layer.ports import CallStatsUnavailable
@@ -37,17 +39,28 @@ def stats_key(customer_id: str, call_status: str) -> str:
 class RedisCallStats:
     """Implements ``CallStats`` on a shared ``redis.asyncio.Redis`` client."""
 
-    def __init__(self, client: Redis, ttl_s: int, timeout_s: float, expire_nx: bool = True) -> None:
-        """``expire_nx=False`` goes straight to the script (a server known to predate Redis 7.0)."""
+    def __init__(self, client: Redis, ttl_s: int, timeout_s: float, expire_nx: bool = True,
+                 batcher: Optional[CommandBatcher] = None) -> None:
+        """``expire_nx=False`` goes straight to the script (a server known to predate Redis 7.0);
+        ``batcher``: the process's shared one (by default one of this adapter's own on ``client``)."""
         self._client = client
         self._ttl_s = ttl_s
         self._timeout_s = timeout_s
         self._expire_nx = expire_nx  # becomes False once the server refuses EXPIRE ... NX
-        self._script = client.register_script(_ADD_EXPIRING_ON_CREATION)
+        self._batcher = batcher or CommandBatcher(client)
+        self._script_sha = self._batcher.script(_ADD_EXPIRING_ON_CREATION)
 
     async def record(self, customer_id: str, call_status: str, call_id: str) -> None:
         key = stats_key(customer_id, call_status)
-        await self._timed("stats_record", self._add(key, require_identifier("call_id", call_id)))
+        call_id = require_identifier("call_id", call_id)
+        if self._expire_nx:
+            added, expired = await self._round_trip(("SADD", key, call_id), ("EXPIRE", key, self._ttl_s, "NX"))
+            _raise_if_error(added)
+            if not _refused_nx(expired):
+                return
+            self._expire_nx = False  # this server predates EXPIRE NX; SADD is idempotent: redo in Lua
+        (added,) = await self._round_trip(("EVALSHA", self._script_sha, 1, key, call_id, self._ttl_s))
+        _raise_if_error(added)
 
     async def members(self, customer_id: str, call_status: str) -> Set[str]:
         ids = await self._timed("stats_members", self._client.smembers(stats_key(customer_id, call_status)))
@@ -63,18 +76,8 @@ class RedisCallStats:
     async def _timed(self, op: str, awaitable: Awaitable[T]) -> T:
         return await timed_round_trip(op, awaitable, self._timeout_s, CallStatsUnavailable)
 
-    async def _add(self, key: str, call_id: str) -> None:
-        if self._expire_nx:
-            pipe = self._client.pipeline(transaction=False)
-            pipe.sadd(key, call_id)
-            pipe.expire(key, self._ttl_s, nx=True)
-            added, expired = await pipe.execute(raise_on_error=False)
-            if isinstance(added, Exception):
-                raise added
-            if not _refused_nx(expired):
-                return
-            self._expire_nx = False  # this server predates EXPIRE NX; SADD is idempotent: redo in Lua
-        await self._script(keys=[key], args=[call_id, self._ttl_s])
+    async def _round_trip(self, *commands: Tuple[Any, ...]) -> List[Any]:
+        return await self._batcher.round_trip("stats_record", commands, self._timeout_s, CallStatsUnavailable)
 
     async def _counts(self, customer_id: str) -> Dict[str, int]:
         prefix = customer_prefix(customer_id)  # ids hold no glob character: the pattern is literal
@@ -90,7 +93,13 @@ def _refused_nx(reply: Any) -> bool:
     """True when EXPIRE failed because the server does not know its NX option (Redis < 7.0)."""
     if isinstance(reply, ResponseError):
         text = str(reply).lower()
-        return "wrong number of arguments" in text or "syntax" in text or "unsupported" in text
-    if isinstance(reply, Exception):
-        raise reply
+        if "wrong number of arguments" in text or "syntax" in text or "unsupported" in text:
+            return True
+    _raise_if_error(reply)
     return False
+
+
+def _raise_if_error(reply: Any) -> None:
+    """An error reply (wrong type of key, scripting disabled...) is the port's error."""
+    if isinstance(reply, Exception):
+        raise CallStatsUnavailable(f"redis stats_record: {reply}") from reply

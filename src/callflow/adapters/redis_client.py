@@ -8,18 +8,34 @@ backoff) would spend them all.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from typing import Any, AsyncIterator, Awaitable, Type, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Dict, List, Type, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from callflow import metrics
+from callflow.logging import get_logger
 
 T = TypeVar("T")
+_log = get_logger("callflow.redis")
+#: connections opened in the background when the client starts (a burst then finds them ready)
+WARM_CONNECTIONS = 4
+_CONNECTION_PARAMETERS = inspect.signature(AbstractConnection.__init__).parameters
+#: no CLIENT SETINFO on each new connection (one round trip more, and redis-py 8 reads its own
+#: version from the package metadata per connection): ``driver_info=None`` from redis-py 7.1,
+#: ``lib_name=None, lib_version=None`` before (deprecated after)
+NO_CLIENT_SETINFO: Dict[str, Any] = (
+    {"driver_info": None} if "driver_info" in _CONNECTION_PARAMETERS else {"lib_name": None, "lib_version": None}
+)
+#: redis-py < 5.3 requires a command name to hand out a connection; later versions warn when given one
+_NAMED_LEASE = inspect.signature(BlockingConnectionPool.get_connection).parameters["command_name"].default \
+    is inspect.Parameter.empty
 
 
 def make_redis_client(url: str, timeout_s: float, max_connections: int) -> Redis:
@@ -37,17 +53,42 @@ def make_redis_client(url: str, timeout_s: float, max_connections: int) -> Redis
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         health_check_interval=30,
+        **NO_CLIENT_SETINFO,
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
 
 async def redis_client_resource(url: str, timeout_s: float, max_connections: int) -> AsyncIterator[Redis]:
-    """Container Resource: the client for the process's life, closed on ``shutdown_resources()``."""
+    """Container Resource: the client for the process's life, closed on ``shutdown_resources()``.
+
+    A few connections are opened in the background at once, so the first burst of calls does not
+    pay for connecting; start-up never waits for them (Redis may be down).
+    """
     client = make_redis_client(url, timeout_s, max_connections)
+    warming = asyncio.ensure_future(warm_up(client.connection_pool, min(WARM_CONNECTIONS, max_connections)))
     try:
         yield client
     finally:
+        warming.cancel()
         await client.aclose()
+
+
+async def lease_connection(pool: BlockingConnectionPool) -> AbstractConnection:
+    """A connected connection of ``pool``, the caller's until it gives it back with ``pool.release``."""
+    return await (pool.get_connection("_") if _NAMED_LEASE else pool.get_connection())
+
+
+async def warm_up(pool: BlockingConnectionPool, count: int) -> None:
+    """Opens ``count`` connections of ``pool`` and leaves them idle in it; Redis down: gives up quietly."""
+    leased: List[AbstractConnection] = []
+    try:
+        for _ in range(count):
+            leased.append(await lease_connection(pool))
+    except (RedisError, OSError) as failure:
+        _log.info("redis not reachable at start; connecting on first use", error=f"{type(failure).__name__}: {failure}")
+    finally:
+        for connection in leased:
+            await pool.release(connection)
 
 
 async def timed_round_trip(op: str, awaitable: Awaitable[T], timeout_s: float, unavailable: Type[Exception]) -> T:
