@@ -21,6 +21,7 @@ from callflow.adapters.in_memory_call_stats import InMemoryCallStats
 from callflow.adapters.in_memory_outbox import InMemoryOutbox
 from callflow.adapters.in_memory_phone_lists import InMemoryPhoneLists
 from callflow.adapters.in_memory_publisher import InMemoryPublisher
+from callflow.adapters.redis_batch import CommandBatcher
 from callflow.adapters.redis_call_stats import RedisCallStats
 from callflow.adapters.redis_client import redis_client_resource
 from callflow.adapters.redis_phone_lists import RedisPhoneLists
@@ -60,13 +61,15 @@ class RealAdapters(containers.DeclarativeContainer):
         timeout_s=redis_timeout_s,
         max_connections=settings.provided.redis_max_connections,
     )
+    redis_batcher = providers.Singleton(CommandBatcher, client=redis_client)  # one write per loop tick
 
     # --- checkphone: Redis phone lists ---------------------------------------------------------
-    phone_lists = providers.Singleton(RedisPhoneLists, client=redis_client)
+    phone_lists = providers.Singleton(RedisPhoneLists, client=redis_client, batcher=redis_batcher)
 
     # --- event: Redis call stats, RabbitMQ publisher, SQLite outbox ------------------------------
     call_stats = providers.Singleton(
-        RedisCallStats, client=redis_client, ttl_s=settings.provided.stats_ttl_s, timeout_s=redis_timeout_s
+        RedisCallStats, client=redis_client, ttl_s=settings.provided.stats_ttl_s, timeout_s=redis_timeout_s,
+        batcher=redis_batcher,
     )
     outbox = providers.Resource(
         sqlite_outbox_resource,
