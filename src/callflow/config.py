@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     fallback_grace_ms: int = Field(
         200, ge=1, description="Time a route's fallback (deadline, overload, error) gets to set its safe defaults."
     )
+    overload_lag_fraction: float = Field(
+        0.1, gt=0, le=1,
+        description="When the event loop runs behind by more than this fraction of a route's deadline, "
+                    "new calls of that route get its fallback (overloaded) at once instead of full work.",
+    )
 
     # --- Redis --------------------------------------------------------------------------------
     redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"), description="Redis URL.")

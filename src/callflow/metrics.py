@@ -35,8 +35,13 @@ PROTOCOL_ERRORS = Counter(
 )
 REJECTED_CONNECTIONS = Counter(
     "callflow_agi_rejected_connections_total",
-    "Connections refused: source not allowed, over the session cap, draining",
+    "Connections refused (source_not_allowed, draining) or answered by the fallback at once "
+    "(overloaded: over the session cap; loop_lag: the event loop ran behind)",
     ["reason"],
+    registry=REGISTRY,
+)
+EVENT_LOOP_LAG = Gauge(
+    "callflow_event_loop_lag_seconds", "How far behind the event loop runs (the AGI server sheds calls past a share of the deadline)",
     registry=REGISTRY,
 )
 REDIS_SECONDS = Histogram(

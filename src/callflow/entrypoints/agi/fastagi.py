@@ -1,10 +1,10 @@
-"""FastAGI over asyncio streams: the only module that imports panoramisk (ADR 0010).
+"""FastAGI sessions and routing: the only module that imports panoramisk (ADR 0010, 0013).
 
-Kept from panoramisk 1.4: ``Application``'s route registry (``add_route``/``_route``) and
-``Request``'s shape (``app``, ``headers``, ``reader``, ``writer``). Replaced: the connection
-handler (bounded header read, EOF at any point ends cleanly), the reply reader (``protocol``:
-HANGUP, 100, 520 blocks, data to the last ``)``), and ``add_route``'s ``asyncio.coroutine``
-wrapping (gone in Python 3.11): only async endpoints are accepted.
+Kept from panoramisk 1.4: ``Application``'s route registry (``add_route``/``_route``). Replaced:
+the transport (``connection.AgiConnection``, an ``asyncio.Protocol``: bounded header, EOF at any
+point ends cleanly), the reply reader (``protocol``: HANGUP, 100, 520 blocks, data to the last
+``)``), and ``add_route``'s ``asyncio.coroutine`` wrapping (gone in Python 3.11): only async
+endpoints are accepted.
 """
 from __future__ import annotations
 
@@ -12,23 +12,20 @@ import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, List, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
-from panoramisk.fast_agi import Application, Request
+from panoramisk.fast_agi import Application
 
 from callflow.entrypoints.agi import observe
-from callflow.entrypoints.agi.protocol import (
-    AgiHeader,
-    AgiProtocolError,
-    ReplyReader,
-    command_line,
-    encode_command,
-    parse_header,
-)
+from callflow.entrypoints.agi.connection import AgiConnection
+from callflow.entrypoints.agi.protocol import AgiHeader, command_line, encode_command
 from callflow.entrypoints.agi.session import AgiCommandRejected, AgiReply, AgiSession, AgiSessionClosed
 from callflow.entrypoints.agi.timebox import TimeBoxExpired, timebox
 
 Endpoint = Callable[["FastAgiSession"], Awaitable[None]]
+_GET, _GET_FULL, _SET = "GET VARIABLE", "GET FULL VARIABLE", "SET VARIABLE"
+_SET_COMMANDS: Dict[Tuple[str, str], bytes] = {}
+_SET_COMMANDS_MAX = 512
 
 
 @dataclass(frozen=True)
@@ -50,120 +47,89 @@ class AgiLimits:
         )
 
 
-class FastAgiSession(Request, AgiSession):
-    """One session: panoramisk's ``Request`` with ``send_command``/``_read_result`` replaced."""
+class FastAgiSession(AgiSession):
+    """One session as routes see it, over an ``AgiConnection``; plus what the server tracks."""
 
-    def __init__(self, app: "FastAgiApplication", header: AgiHeader, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, peer: str, started_at: float, admitted: bool = True) -> None:
-        super().__init__(app, header.env, reader, writer)
+    def __init__(self, connection: AgiConnection, header: AgiHeader, grace_s: float) -> None:
         self.env, self.route, self.query, self.args = header.env, header.route, header.query, header.args
-        self.peer = peer
-        self.started_at = started_at
-        self.deadline_at = started_at + app.limits.grace_s  # the route runner sets the route's own
-        self.admitted = admitted  # False: the server was over its session cap when this call came
+        self.connection = connection
+        self.peer = connection.peer
+        self.started_at = connection.started_at
+        self.deadline_at = self.started_at + grace_s  # the route runner sets the route's own
+        self.admitted = connection.admitted  # False: the server was over its session cap when this call came
         self.status: Optional[str] = None  # the last CALLFLOW_STATUS set
         self.outcome = "ok"
-        self._time = time.monotonic
-        self._replies = ReplyReader(app.limits.max_line_bytes)
-        self._pending = 0  # commands sent whose reply is not read yet (a deadline cut the read)
-        self._busy = False
-        self._closed: Optional[str] = None
+        self.deadline_box: Optional[timebox] = None  # while the route's handle runs (drain expires it)
+        self.cut = False  # the drain timeout ran out: answer the fallback now
 
     @property
     def hung_up(self) -> bool:
-        return self._replies.hung_up
+        return self.connection.replies.hung_up
 
     @property
     def unexpected_lines(self) -> int:
-        return self._replies.unexpected
+        return self.connection.replies.unexpected
 
     def remaining(self) -> float:
-        return max(0.0, self.deadline_at - self._time())
+        return max(0.0, self.deadline_at - time.monotonic())
 
     def set_deadline_in(self, seconds: float) -> None:
         """The session's deadline becomes ``seconds`` from now."""
-        self.deadline_at = self._time() + seconds
+        self.deadline_at = time.monotonic() + seconds
 
     def elapsed(self) -> float:
         """Seconds since the connection was accepted."""
-        return self._time() - self.started_at
+        return time.monotonic() - self.started_at
+
+    def cut_short(self) -> None:
+        """The server stops: a running ``handle`` is cut now and the route's fallback answers."""
+        self.cut = True
+        if self.deadline_box is not None:
+            self.deadline_box.expire_now()
 
     async def command(self, line: str) -> AgiReply:
-        return await self.send_command(line)
+        return await self.connection.exchange(encode_command(line))
 
-    async def send_command(self, command: str) -> AgiReply:  # type: ignore[override]
-        """Send one command line as it is; read its final reply."""
-        return await self._exchange(encode_command(command))
-
-    async def _exchange(self, data: bytes) -> AgiReply:
-        """Send one encoded command, read its final reply; a reply a deadline left unread is read first."""
-        if self._busy:
-            raise RuntimeError("one AGI command at a time: await the previous command first")
-        if self._closed is not None:
-            raise AgiSessionClosed(self._closed)
-        self._busy = True
-        try:
-            while self._pending:
-                await self._read_result()
-                self._pending -= 1
-            writer = self.writer
-            writer.write(data)
-            self._pending = 1
-            if writer.transport.get_write_buffer_size():  # Asterisk is not reading: wait (deadline-bound)
-                await writer.drain()
-            reply = await self._read_result()
-            self._pending = 0
-            return reply
-        except ConnectionError as error:
-            raise self._end("connection lost", "connection_lost") from error
-        finally:
-            self._busy = False
-
-    async def _read_result(self) -> AgiReply:  # type: ignore[override]
-        feed, readline = self._replies.feed, self.reader.readline
-        while True:
-            try:
-                line = await readline()
-            except ValueError as error:  # asyncio's LimitOverrunError: longer than max_line_bytes
-                raise self._end("reply line too long", "line_oversized") from error
-            if line[-1:] != b"\n":
-                raise self._end("Asterisk closed the connection", "eof_mid_command")
-            try:
-                reply = feed(line[:-1].decode("utf-8", "replace"))
-            except AgiProtocolError as error:
-                raise self._end(str(error), "line_oversized") from error
-            if reply is not None:
-                return reply
-
-    def _end(self, reason: str, kind: str) -> AgiSessionClosed:
-        self._closed = reason
-        observe.protocol_error(kind)
-        return AgiSessionClosed(reason)
+    async def send_command(self, command: str) -> AgiReply:
+        """Send one command line as it is; read its final reply (panoramisk's name)."""
+        return await self.connection.exchange(encode_command(command))
 
     async def get_variable(self, name: str) -> Optional[str]:
-        reply = self._accepted(await self._exchange(command_line("GET VARIABLE", name)))
+        reply = _accepted(await self.connection.exchange(command_line(_GET, name)))
         return (reply.data or "") if reply.result == "1" else None
 
     async def get_full_variable(self, expression: str) -> Optional[str]:
-        reply = self._accepted(await self._exchange(command_line("GET FULL VARIABLE", expression)))
+        reply = _accepted(await self.connection.exchange(command_line(_GET_FULL, expression)))
         return (reply.data or "") if reply.result == "1" else None
 
     async def set_variable(self, name: str, value: str) -> bool:
-        reply = await self._exchange(command_line("SET VARIABLE", name, value))
+        data = _SET_COMMANDS.get((name, value))
+        if data is None:
+            data = _set_command(name, value)
+        reply = await self.connection.exchange(data)
         done = reply.code == 200 and reply.result == "1"
         if done and name == "CALLFLOW_STATUS":
             self.status = value
         return done
 
-    @staticmethod
-    def _accepted(reply: AgiReply) -> AgiReply:
-        if not reply.ok:
-            raise AgiCommandRejected(reply)
-        return reply
+
+def _set_command(name: str, value: str) -> bytes:
+    """``SET VARIABLE name value``'s bytes, remembered: routes set the same few pairs again and again."""
+    data = command_line(_SET, name, value)
+    if len(_SET_COMMANDS) >= _SET_COMMANDS_MAX:  # many distinct values: start over, stay bounded
+        _SET_COMMANDS.clear()
+    _SET_COMMANDS[(name, value)] = data
+    return data
+
+
+def _accepted(reply: AgiReply) -> AgiReply:
+    if reply.code != 200:
+        raise AgiCommandRejected(reply)
+    return reply
 
 
 class FastAgiApplication(Application):
-    """panoramisk's ``Application``: its route registry kept, its connection handler replaced."""
+    """panoramisk's ``Application``: its route registry kept, its connection handling replaced."""
 
     def __init__(self, limits: AgiLimits) -> None:
         # Not Application.__init__: it calls asyncio.get_event_loop(), deprecated outside a loop.
@@ -182,37 +148,11 @@ class FastAgiApplication(Application):
     def route_names(self) -> List[str]:
         return list(self._route)
 
-    async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      admitted: bool = True, peer: Optional[str] = None) -> None:
-        """Serve one connection: header (bounded), the route's endpoint, close. Never raises."""
-        started = time.monotonic()
-        peer = peer or observe.format_peer(writer.get_extra_info("peername"))
-        try:
-            block = await self._read_header(reader, peer)
-            if block is not None:
-                session = FastAgiSession(self, parse_header(block), reader, writer, peer, started, admitted)
-                await self._serve(session)
-        finally:
-            writer.close()
+    def session(self, connection: AgiConnection, header: AgiHeader) -> FastAgiSession:
+        return FastAgiSession(connection, header, self.limits.grace_s)
 
-    async def _read_header(self, reader: asyncio.StreamReader, peer: str) -> Optional[bytes]:
-        limits = self.limits
-        try:
-            with timebox(limits.header_timeout_s):
-                block = await reader.readuntil(b"\n\n")
-        except asyncio.IncompleteReadError as error:
-            return observe.header_refused("header_truncated" if error.partial else "probe", peer)
-        except asyncio.LimitOverrunError:
-            return observe.header_refused("header_oversized", peer)
-        except TimeBoxExpired:
-            return observe.header_refused("header_timeout", peer)
-        except ConnectionError:
-            return observe.header_refused("header_truncated", peer)
-        if len(block) > limits.max_header_bytes:
-            return observe.header_refused("header_oversized", peer)
-        return block
-
-    async def _serve(self, session: FastAgiSession) -> None:
+    async def serve(self, session: FastAgiSession) -> None:
+        """Run the session's route (or answer an unknown one). Never raises but for cancellation."""
         endpoint = self._route.get(session.route)
         with observe.session_context(session, known_route=endpoint is not None):
             try:

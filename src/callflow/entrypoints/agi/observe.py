@@ -13,6 +13,7 @@ from callflow import metrics
 
 log = structlog.get_logger("callflow.agi")
 
+_bind = structlog.contextvars.bind_contextvars
 _seconds: Dict[str, Any] = {}
 _outcomes: Dict[Tuple[str, str], Any] = {}
 
@@ -52,22 +53,22 @@ def _record(route: str, status: str, seconds: float) -> None:
 
 class session_context:  # noqa: N801 - a context manager used like a function
     """Binds route, peer, unique id and call id to every log line of the session; on exit,
-    records SESSION_SECONDS / SESSION_OUTCOMES and writes the session's summary line."""
+    records SESSION_SECONDS / SESSION_OUTCOMES and writes the session's summary line.
 
-    __slots__ = ("_session", "_label", "_tokens")
+    Each session runs in its own task, whose context is a copy that dies with it: the bound
+    values need no reset (half the cost of binding them)."""
+
+    __slots__ = ("_session", "_label")
 
     def __init__(self, session: Any, known_route: bool) -> None:
         self._session = session
         # unknown names stay out of metric labels (bounded cardinality), not out of the log
         self._label = session.route if known_route else "unknown"
-        self._tokens: Any = None
 
     def __enter__(self) -> "session_context":
         session = self._session
         unique_id = session.env.get("agi_uniqueid", "")
-        self._tokens = structlog.contextvars.bind_contextvars(
-            route=session.route[:64], peer=session.peer, unique_id=unique_id, call_id=unique_id
-        )
+        _bind(route=session.route[:64], peer=session.peer, unique_id=unique_id, call_id=unique_id)
         return self
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
@@ -76,9 +77,8 @@ class session_context:  # noqa: N801 - a context manager used like a function
         seconds = session.elapsed()
         status = session.status or "NONE"
         _record(self._label, status, seconds)
-        if session.unexpected_lines:
-            metrics.PROTOCOL_ERRORS.labels("unexpected_line").inc(session.unexpected_lines)
-        outcome = "cancelled" if exc_type is not None else session.outcome
-        log.info("agi session", status=status, outcome=outcome, duration_ms=round(seconds * 1000.0, 2),
-                 hung_up=session.hung_up)
-        structlog.contextvars.reset_contextvars(**self._tokens)
+        unexpected = session.unexpected_lines
+        if unexpected:
+            metrics.PROTOCOL_ERRORS.labels("unexpected_line").inc(unexpected)
+        log.info("agi session", status=status, outcome="cancelled" if exc_type is not None else session.outcome,
+                 duration_ms=round(seconds * 1000.0, 2), hung_up=session.hung_up)

@@ -1,7 +1,9 @@
-"""How the server runs a route: within its deadline, falling back to its safe defaults (ADR 0011)."""
+"""How the server runs a route: within its deadline, falling back to its safe defaults (ADR 0011,
+0014, 0015)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
 
 from callflow.entrypoints.agi.fastagi import FastAgiSession
 from callflow.entrypoints.agi.observe import log
@@ -9,16 +11,23 @@ from callflow.entrypoints.agi.session import AgiSessionClosed, Route
 from callflow.entrypoints.agi.timebox import TimeBoxExpired, timebox
 
 
+def _never_behind() -> float:
+    return 0.0
+
+
 class RouteRunner:
     """Serves one route's sessions.
 
     Rule: a session admitted under the cap gets ``handle`` until ``started_at + deadline_s``
     (counted from accept: the caller hears dead air from the moment Asterisk connected). On
-    deadline or error, and at once for a session over the cap, ``fallback`` gets ``grace_s`` to set
-    the safe defaults. A closed connection ends the session without a fallback (nobody to tell).
+    deadline or error, at once for a session over the cap or arriving while the event loop runs
+    more than ``shed_fraction`` of the deadline behind (``overloaded``), and for a session the
+    drain cuts (``deadline``), ``fallback`` gets ``grace_s`` to set the safe defaults. A closed
+    connection ends the session without a fallback (nobody to tell).
     """
 
-    def __init__(self, route: Route, grace_s: float) -> None:
+    def __init__(self, route: Route, grace_s: float, behind_s: Callable[[], float] = _never_behind,
+                 shed_fraction: float = 1.0, on_shed: Callable[[FastAgiSession], None] = lambda s: None) -> None:
         for method in (route.handle, route.fallback):
             if not asyncio.iscoroutinefunction(method):
                 raise TypeError(f"AGI route {route.name!r}: {method.__name__} must be an async method")
@@ -26,25 +35,35 @@ class RouteRunner:
             raise ValueError(f"AGI route {route.name!r} needs a positive deadline, got {route.deadline_s!r}")
         self.route = route
         self.grace_s = grace_s
+        self._behind_s = behind_s
+        self._shed_after_s = shed_fraction * route.deadline_s
+        self._on_shed = on_shed
 
     async def serve(self, session: FastAgiSession) -> None:
         if not session.admitted:
-            await self._fall_back(session, "overloaded")
-            return
+            return await self._fall_back(session, "overloaded")
+        if self._behind_s() > self._shed_after_s:
+            self._on_shed(session)
+            return await self._fall_back(session, "overloaded", outcome="shed")
+        if session.cut:
+            return await self._fall_back(session, "deadline", outcome="drained")
         session.deadline_at = session.started_at + self.route.deadline_s
+        box = session.deadline_box = timebox(session.remaining())
         try:
-            with timebox(session.remaining()):
+            with box:
                 await self.route.handle(session)
         except TimeBoxExpired:
-            await self._fall_back(session, "deadline")
+            await self._fall_back(session, "deadline", outcome="drained" if session.cut else "deadline")
         except AgiSessionClosed:
             raise
         except Exception:
             log.exception("agi route failed")
             await self._fall_back(session, "error")
+        finally:
+            session.deadline_box = None
 
-    async def _fall_back(self, session: FastAgiSession, reason: str) -> None:
-        session.outcome = reason
+    async def _fall_back(self, session: FastAgiSession, reason: str, outcome: str = "") -> None:
+        session.outcome = outcome or reason
         session.set_deadline_in(self.grace_s)
         try:
             with timebox(self.grace_s):

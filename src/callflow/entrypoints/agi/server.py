@@ -1,23 +1,31 @@
-"""The FastAGI listener: who may connect, how many at once, and a graceful drain (ADR 0011).
+"""The FastAGI listener: who may connect, how many at once, shedding and a graceful drain (ADR 0011,
+0013-0015).
 
     server = AgiServer(settings, routes)      # routes: build_routes(app, settings)
     host, port = await server.start()         # agi_port=0 binds an ephemeral port
     ...
-    await server.drain()                      # stop accepting, finish in-flight, close the rest
+    await server.drain()                      # stop accepting, finish in-flight, cut the rest
 """
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Dict, List, Optional, Tuple
+from typing import Any, Awaitable, Dict, List, Optional, Tuple
 
 from callflow import metrics
 from callflow.config import Settings
 from callflow.entrypoints.agi.access import RejectionLog, SourceNetworks
-from callflow.entrypoints.agi.fastagi import AgiLimits, FastAgiApplication
-from callflow.entrypoints.agi.observe import format_peer, log
+from callflow.entrypoints.agi.connection import AgiConnection
+from callflow.entrypoints.agi.fastagi import AgiLimits, FastAgiApplication, FastAgiSession
+from callflow.entrypoints.agi.lag import LoopLag
+from callflow.entrypoints.agi.observe import log
+from callflow.entrypoints.agi.protocol import parse_header
 from callflow.entrypoints.agi.runner import RouteRunner
 from callflow.entrypoints.agi.session import RouteTable
 from callflow.entrypoints.agi.timebox import TimeBoxExpired, timebox
+
+Served = Optional[Tuple[FastAgiSession, "asyncio.Task[None]"]]
+_LAST_WAIT_S = 1.0  # after cancelling what still runs at the end of a drain
+_GONE = object()
 
 
 class AgiServer:
@@ -26,20 +34,22 @@ class AgiServer:
     def __init__(self, settings: Settings, routes: RouteTable) -> None:
         self._settings = settings
         self._limits = AgiLimits.from_settings(settings)
+        self._lag = LoopLag()
         self._app = FastAgiApplication(self._limits)
         for name, route in routes.items():
-            self._app.add_route(name, RouteRunner(route, self._limits.grace_s).serve)
+            runner = RouteRunner(route, self._limits.grace_s, self._lag.behind_s,
+                                 settings.overload_lag_fraction, self._shed)
+            self._app.add_route(name, runner.serve)
         self._sources = SourceNetworks(settings.allowed_network_list)
         self._rejections = RejectionLog()
-        self._in_flight = 0
-        self._sessions: Dict[asyncio.StreamWriter, "asyncio.Task[None]"] = {}
+        self._live: Dict[AgiConnection, Served] = {}  # connections in flight, with their session once read
         self._idle: Optional[asyncio.Event] = None
         self._server: Optional[asyncio.AbstractServer] = None
         self.draining = False
 
     @property
     def in_flight(self) -> int:
-        return self._in_flight
+        return len(self._live)
 
     @property
     def addresses(self) -> List[Tuple[str, int]]:
@@ -52,72 +62,106 @@ class AgiServer:
     def port(self) -> int:
         return self.addresses[0][1]
 
+    def behind_s(self) -> float:
+        """How far behind the event loop runs now (seconds; ADR 0014)."""
+        return self._lag.behind_s()
+
     async def start(self) -> Tuple[str, int]:
         """Bind ``agi_host:agi_port`` and start accepting; returns the first address bound."""
-        settings = self._settings
-        self._server = await asyncio.start_server(
-            self._on_connection, settings.agi_host, settings.agi_port,
-            backlog=settings.listen_backlog, limit=self._limits.max_line_bytes, reuse_address=True,
+        settings, limits = self._settings, self._limits
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: AgiConnection(self, limits), settings.agi_host, settings.agi_port,
+            backlog=settings.listen_backlog, reuse_address=True,
         )
-        metrics.SESSIONS_IN_FLIGHT.set_function(lambda: self._in_flight)  # read at scrape time, free per call
+        self._lag.start()
+        metrics.SESSIONS_IN_FLIGHT.set_function(lambda: len(self._live))  # read at scrape time, free per call
+        metrics.EVENT_LOOP_LAG.set_function(self._lag.behind_s)
         log.info("agi server listening", addresses=[f"{h}:{p}" for h, p in self.addresses],
                  routes=self._app.route_names(), max_sessions=settings.max_sessions)
         return self.addresses[0]
 
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername")
+    # --- what AgiConnection asks ------------------------------------------------------------------
+    def admit(self, connection: AgiConnection, peername: Any) -> Optional[bool]:
+        """None: refuse (closed at once); False: over the cap (the fallback answers); True: serve."""
         host = peername[0] if isinstance(peername, tuple) else ""
         if not self._sources.allows(host):
-            return self._refuse(writer, "source_not_allowed", host)
+            return self._refuse("source_not_allowed", host)
         if self.draining:
-            return self._refuse(writer, "draining", host)
-        admitted = self._in_flight < self._settings.max_sessions
+            return self._refuse("draining", host)
+        admitted = len(self._live) < self._settings.max_sessions
         if not admitted:  # answered at once by the route's fallback, never queued
             metrics.REJECTED_CONNECTIONS.labels("overloaded").inc()
-            self._rejections.note("overloaded", host, self._in_flight)
-        self._in_flight += 1
-        task = asyncio.current_task()
-        self._sessions[writer] = task  # type: ignore[assignment]
+            self._rejections.note("overloaded", host, len(self._live))
+        self._live[connection] = None
+        return admitted
+
+    def on_header(self, connection: AgiConnection, block: bytes) -> None:
+        session = self._app.session(connection, parse_header(block))
+        self._live[connection] = (session, asyncio.get_running_loop().create_task(self._serve(connection, session)))
+
+    def release(self, connection: AgiConnection) -> None:
+        if self._live.pop(connection, _GONE) is not _GONE and not self._live and self._idle is not None:
+            self._idle.set()
+
+    async def _serve(self, connection: AgiConnection, session: FastAgiSession) -> None:
         try:
-            await self._app.handler(reader, writer, admitted=admitted, peer=format_peer(peername))
+            await self._app.serve(session)
         except asyncio.CancelledError:
-            pass  # cut by drain() or the loop's shutdown; the handler has closed the connection
+            pass  # cut by drain() or the loop's shutdown
         finally:
-            del self._sessions[writer]
-            self._in_flight -= 1
-            if self._in_flight == 0 and self._idle is not None:
-                self._idle.set()
+            connection.close()
+            self.release(connection)
 
-    def _refuse(self, writer: asyncio.StreamWriter, reason: str, host: str) -> None:
-        writer.close()
+    def _refuse(self, reason: str, host: str) -> None:
         metrics.REJECTED_CONNECTIONS.labels(reason).inc()
-        self._rejections.note(reason, host, self._in_flight)
+        self._rejections.note(reason, host, len(self._live))
 
+    def _shed(self, session: FastAgiSession) -> None:
+        metrics.REJECTED_CONNECTIONS.labels("loop_lag").inc()
+        self._rejections.note("loop_lag", session.peer, len(self._live))
+
+    # --- drain ------------------------------------------------------------------------------------
     async def drain(self, timeout_s: Optional[float] = None) -> int:
         """Stop accepting, let sessions in flight finish for up to ``timeout_s`` (default
-        ``drain_timeout_s``), then close the rest. Returns how many sessions were cut."""
+        ``drain_timeout_s``), then cut the rest: each gets its route's fallback within the grace
+        (ADR 0015), then is closed. Returns how many sessions were cut."""
         timeout = self._settings.drain_timeout_s if timeout_s is None else timeout_s
         self.draining = True
         if self._server is not None:
             self._server.close()
-        log.info("agi server draining", in_flight=self._in_flight, timeout_s=timeout)
+        log.info("agi server draining", in_flight=len(self._live), timeout_s=timeout)
         cut = 0
         if not await self._wait_idle(timeout):
-            cut = self._in_flight
-            for writer in list(self._sessions):
-                writer.transport.abort()  # a session waiting on Asterisk reads EOF and ends
-            if not await self._wait_idle(self._limits.grace_s):
-                for task in list(self._sessions.values()):
-                    task.cancel()  # a session waiting on something else
-                if not await self._wait_idle(1.0):
-                    log.warning("agi sessions still running after the drain", in_flight=self._in_flight)
+            cut = len(self._live)
+            self._cut_all()
+            grace = self._limits.grace_s
+            if not await self._wait_idle(grace + grace / 2):  # a fallback waiting on a reply it awaited first
+                self._abort_all()
+                if not await self._wait_idle(_LAST_WAIT_S):
+                    log.warning("agi sessions still running after the drain", in_flight=len(self._live))
+        self._lag.stop()
         if self._server is not None:
-            await self._wait(self._server.wait_closed(), 1.0)
+            await self._wait(self._server.wait_closed(), _LAST_WAIT_S)
         log.info("agi server stopped", cut=cut)
         return cut
 
+    def _cut_all(self) -> None:
+        for connection, served in list(self._live.items()):
+            if served is None:
+                connection.abort()  # still in its header: nothing to answer yet
+                self.release(connection)
+            else:
+                served[0].cut_short()
+
+    def _abort_all(self) -> None:
+        """A session waiting on Asterisk reads EOF; one waiting on something else is cancelled."""
+        for connection, served in list(self._live.items()):
+            connection.abort()
+            if served is not None:
+                served[1].cancel()
+
     async def _wait_idle(self, timeout: float) -> bool:
-        if self._in_flight == 0:
+        if not self._live:
             return True
         self._idle = asyncio.Event()
         return await self._wait(self._idle.wait(), timeout)

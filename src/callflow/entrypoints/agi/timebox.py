@@ -38,6 +38,12 @@ class timebox:  # noqa: N801 - used like asyncio.timeout
         assert self._task is not None
         self._task.cancel()
 
+    def expire_now(self) -> None:
+        """End the box now, as if its time had run out (a no-op once it has ended or expired)."""
+        if self._handle is not None and not self._handle.cancelled() and not self.expired:
+            self._handle.cancel()
+            self._expire()
+
     def __exit__(
         self,
         exc_type: Optional[Type[BaseException]],

@@ -1,0 +1,212 @@
+"""One FastAGI connection as an ``asyncio.Protocol`` (ADR 0013): bytes in, header and replies out.
+
+No stream objects and no task per command: ``data_received`` splits lines and feeds them to the
+pure ``protocol.ReplyReader`` as they arrive; a final reply resolves the one future a command
+waits on. Bounded: the header by size and time, a reply line by ``max_line_bytes`` (the buffer
+only ever holds one partial line). EOF or a reset at any point ends the connection cleanly.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Dict, Optional
+
+from callflow.entrypoints.agi import observe
+from callflow.entrypoints.agi.protocol import AgiProtocolError, ReplyReader
+from callflow.entrypoints.agi.session import AgiReply, AgiSessionClosed
+
+_EOF = "Asterisk closed the connection"
+#: single-line final replies seen before (``200 result=1``...): an ``AgiReply`` is immutable, so
+#: one object per distinct short line serves every session without decoding or parsing again
+_COMMON_REPLIES: Dict[bytes, AgiReply] = {}
+_COMMON_MAX_BYTES, _COMMON_MAX_LINES = 48, 512
+
+
+def _remember(raw: bytes, reply: AgiReply) -> None:
+    if len(_COMMON_REPLIES) >= _COMMON_MAX_LINES:  # many distinct values: start over, stay bounded
+        _COMMON_REPLIES.clear()
+    _COMMON_REPLIES[raw] = reply
+
+
+class AgiConnection(asyncio.Protocol):
+    """The wire side of one session. ``owner`` (the server) is told when the header is complete
+    (``on_header(connection, block)``) and decides who may connect (``admit(connection, peername)``)."""
+
+    def __init__(self, owner: Any, limits: Any) -> None:
+        self._owner = owner
+        self._limits = limits
+        self.transport: Optional[asyncio.Transport] = None
+        self.started_at = 0.0
+        self.peer = "?"
+        self.admitted = True
+        self.in_session = False  # the header was read: lines are replies now
+        self.closed: Optional[str] = None  # why no more command can be exchanged
+        self.replies = ReplyReader(limits.max_line_bytes)
+        self._buffer = b""
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._waiter: Optional["asyncio.Future[AgiReply]"] = None
+        self._owed = 0  # commands sent whose final reply has not arrived (a deadline cut the wait)
+        self._busy = False
+
+    # --- asyncio.Protocol ------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.started_at = time.monotonic()
+        peername = transport.get_extra_info("peername")
+        admitted = self._owner.admit(self, peername)
+        if admitted is None:  # refused: closed at once, without a byte
+            self.closed = "refused"
+            transport.close()
+            return
+        self.admitted = admitted
+        self.peer = observe.format_peer(peername)
+        self._timer = asyncio.get_running_loop().call_later(self._limits.header_timeout_s, self._header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed is not None:
+            return
+        if not self.in_session:
+            self._header_data(data)
+            return
+        if self._buffer:
+            data = self._buffer + data
+        start, limit = 0, self._limits.max_line_bytes
+        end = data.find(b"\n")
+        while end >= 0:
+            if end - start > limit:
+                return self._oversized()
+            self._line(data[start:end])
+            if self.closed is not None:
+                return
+            start = end + 1
+            end = data.find(b"\n", start)
+        self._buffer = data[start:] if start else data
+        if len(self._buffer) > limit:  # no line break within the cap: never buffer more
+            self._oversized()
+
+    def eof_received(self) -> bool:
+        self._lost(_EOF)
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self._lost(_EOF if exc is None else "connection lost")
+
+    # --- header ----------------------------------------------------------------------------------
+    def _header_data(self, data: bytes) -> None:
+        buffer = self._buffer + data if self._buffer else data
+        end = buffer.find(b"\n\n")
+        limit = self._limits.max_header_bytes
+        if end < 0 or end + 2 > limit:
+            if len(buffer) > limit or end >= 0:
+                return self._refuse("header_oversized")
+            self._buffer = buffer
+            return
+        self._cancel_timer()
+        self._buffer = b""
+        self.in_session = True
+        self._owner.on_header(self, buffer[:end + 2])
+        if end + 2 < len(buffer) and self.closed is None:
+            self.data_received(buffer[end + 2:])  # lines that came with the header (an early HANGUP)
+
+    def _header_timeout(self) -> None:
+        self._timer = None
+        self._refuse("header_timeout")
+
+    def _refuse(self, kind: str) -> None:
+        """The header could not be read: close, count, and let the owner forget the connection."""
+        self._cancel_timer()
+        self.closed = kind
+        self._buffer = b""
+        observe.header_refused(kind, self.peer)
+        if self.transport is not None:
+            self.transport.close()
+        self._owner.release(self)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # --- replies ---------------------------------------------------------------------------------
+    def _line(self, raw: bytes) -> None:
+        replies = self.replies
+        reply = _COMMON_REPLIES.get(raw) if replies.idle else None
+        if reply is None:
+            try:
+                reply = replies.feed(raw.decode("utf-8", "replace"))
+            except AgiProtocolError:
+                return self._oversized()
+            if reply is None:
+                return
+            if reply.code == 200 and len(raw) <= _COMMON_MAX_BYTES and replies.idle and b"\n" not in raw:
+                _remember(raw, reply)
+        if self._owed == 0:  # a reply to no command: counted, never taken for the next one
+            self.replies.unexpected += 1
+            return
+        self._owed -= 1
+        waiter = self._waiter
+        if self._owed == 0 and waiter is not None:
+            self._waiter = None
+            if not waiter.done():  # done: cancelled by a deadline; the reply is dropped
+                waiter.set_result(reply)
+
+    def _oversized(self) -> None:
+        self._buffer = b""
+        self._end("reply line too long", "line_oversized")
+        if self.transport is not None:
+            self.transport.close()
+
+    def _lost(self, reason: str) -> None:
+        if self.closed is not None:
+            return
+        if not self.in_session:
+            return self._refuse("header_truncated" if self._buffer else "probe")
+        self._end(reason, "eof_mid_command" if self._waiter is not None else None)
+
+    def _end(self, reason: str, kind: Optional[str]) -> None:
+        """No more commands: the one waiting (if any) and every later one raise ``AgiSessionClosed``."""
+        self.closed = reason
+        if kind is not None:
+            observe.protocol_error(kind)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(AgiSessionClosed(reason))
+
+    # --- commands --------------------------------------------------------------------------------
+    async def exchange(self, data: bytes) -> AgiReply:
+        """Send one encoded command and wait for its final reply. One at a time; a reply a deadline
+        left unread is awaited (and dropped) first, so this command gets its own reply (ADR 0012)."""
+        if self._busy:
+            raise RuntimeError("one AGI command at a time: await the previous command first")
+        if self.closed is not None:
+            raise AgiSessionClosed(self.closed)
+        self._busy = True
+        try:
+            if self._owed:
+                await self._reply()
+            assert self.transport is not None
+            self.transport.write(data)
+            self._owed = 1
+            return await self._reply()
+        finally:
+            self._busy = False
+
+    def _reply(self) -> "asyncio.Future[AgiReply]":
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
+    def close(self) -> None:
+        """End the connection (pending writes are flushed first)."""
+        if self.closed is None:
+            self.closed = "closed by the server"
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once; a command waiting for its reply ends with ``AgiSessionClosed``."""
+        if self.closed is None:
+            self._end("connection aborted", None)
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.abort()
