@@ -2,16 +2,21 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
-from datetime import timedelta
+import uuid
+from dataclasses import fields, replace
+from datetime import timedelta, timezone
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from callflow.domain.call_event import CallEvent, CallValues
+from callflow.domain.call_times import TIMESTAMP_FORMAT, WALL_CLOCK_FORMAT, utc_timestamp, wall_clock
+from callflow.domain.envelope import _MESSAGE_ID_NAMESPACE, EventEnvelope
 from callflow.domain.errors import InvalidEvent
-from tests.support.call_events import SEED_JSON, SEED_NOW, SEED_VALUES, make_factory, moments, valid_call_values
+from tests.support.call_events import (
+    SEED_JSON, SEED_NOW, SEED_VALUES, ZONE, make_factory, moments, valid_call_values,
+)
 from tests.support.event_schema import check_event
 
 factory = make_factory()
@@ -149,3 +154,24 @@ def test_values_from_the_dialplan_by_name():
     assert (values.call_id, values.answer_time, values.agi_channel, values.trunk) == ("1.2", "9", "SIP/x", "")
     raw = values.as_raw()
     assert list(raw)[:2] == ["CALL_ID", "DIRECTION"] and raw["agi_channel"] == "SIP/x" and len(raw) == 17
+
+
+@given(moments)
+def test_time_formats_are_those_of_the_contract(moment):
+    """utc_timestamp and wall_clock write exactly what strftime with the contract's formats writes."""
+    assert utc_timestamp(moment) == moment.astimezone(timezone.utc).strftime(TIMESTAMP_FORMAT)
+    assert wall_clock(moment, ZONE) == moment.astimezone(ZONE).strftime(WALL_CLOCK_FORMAT)
+
+
+@given(st.text(alphabet="abc.-_09", min_size=1, max_size=40), st.text(max_size=300))
+def test_message_id_is_the_uuid5_of_key_and_body(routing_key, text):
+    """The message id is uuid5(namespace, routing key + newline + body), as consumers already saw it."""
+    body = text.encode("utf-8", "replace")
+    name = routing_key + "\n" + body.decode("utf-8")
+    assert EventEnvelope.of(routing_key, body).message_id == str(uuid.uuid5(_MESSAGE_ID_NAMESPACE, name))
+
+
+def test_event_dict_keeps_the_contract_order():
+    """to_dict lists the dataclass fields in their declared order, metrics last."""
+    event = factory.build(SEED_VALUES, SEED_NOW).event
+    assert list(event.to_dict()) == [f.name for f in fields(CallEvent)]

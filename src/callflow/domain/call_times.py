@@ -18,14 +18,16 @@ class UnparseableTime(ValueError):
     """An answer time that is neither an epoch nor ``YYYY-MM-DD HH:MM:SS``."""
 
 
+# isoformat with an explicit timespec writes the same text as TIMESTAMP_FORMAT / WALL_CLOCK_FORMAT
+# (fraction always six digits, seconds always shown) at a fraction of strftime's cost.
 def utc_timestamp(moment: datetime) -> str:
     """ISO-8601 in UTC with microseconds always shown and no offset (the event's ``timestamp``)."""
-    return moment.astimezone(timezone.utc).strftime(TIMESTAMP_FORMAT)
+    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat("T", "microseconds")
 
 
 def wall_clock(moment: datetime, zone: tzinfo) -> str:
     """``YYYY-MM-DD HH:MM:SS`` as a clock in ``zone`` shows it."""
-    return moment.astimezone(zone).strftime(WALL_CLOCK_FORMAT)
+    return moment.astimezone(zone).replace(tzinfo=None).isoformat(" ", "seconds")
 
 
 def epoch_of_asterisk_id(asterisk_id: str) -> Optional[datetime]:
