@@ -162,3 +162,37 @@ def test_no_unsafe_customer_id_reaches_a_key_or_a_routing_key(customer_id):
     assert outcome.status == ERROR and outcome.reason.startswith("invalid: CUSTOMER_ID")
     assert [e.routing_key for e in delivery.taken] == [INVALID_ROUTING_KEY]
     assert journal == ["custody"]  # the report only: no call-status set was written
+
+
+async def test_the_caller_is_told_ok_while_the_call_is_counted(rig):
+    """With tell: OK is told once the event is in custody, before the statistics' round trip ends."""
+    told: List[Tuple[str, str]] = []
+    release = asyncio.Event()
+    record_stats = rig.stats.record
+
+    async def slow_record(*args) -> None:
+        await asyncio.wait_for(release.wait(), 1.0)  # told only after the count: times out, not counted
+        await record_stats(*args)
+
+    rig.stats.record = slow_record
+
+    async def tell(status: str, reason: str) -> None:
+        told.append((status, reason))
+        assert rig.outbox.depth() + len(rig.broker.all_messages()) >= 1  # in custody when told
+        release.set()
+
+    outcome = await rig.record.execute(SEED_VALUES, 0.0, Custody(), tell)
+    assert told == [(OK, "")] and outcome.status == OK
+    assert await rig.stats.members("11223344", "ringing") == {"1752899481.313"}
+
+
+async def test_errors_are_told_too(rig):
+    """With tell: a refused custody is told ERROR with its reason, once, and nothing is counted."""
+    told: List[Tuple[str, str]] = []
+
+    async def tell(status: str, reason: str) -> None:
+        told.append((status, reason))
+
+    rig.outbox.refuse("disk full")
+    outcome = await rig.record.execute(SEED_VALUES, 0.0, Custody(), tell)
+    assert told == [(ERROR, outcome.reason)] and "disk full" in outcome.reason and rig.stats.seen == []

@@ -1,9 +1,10 @@
 """Use case: record the state of a call (the ``event`` route)."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Optional, Tuple
+from typing import Awaitable, Callable, Optional, Tuple
 
 from callflow.domain.call_event import CallValues
 from callflow.domain.call_event_factory import CallEventFactory, invalid_event_envelope
@@ -30,15 +31,19 @@ class EventOutcome:
     warnings: Tuple[str, ...] = ()
 
 
+Tell = Callable[[str, str], Awaitable[None]]  # tells the dialplan (status, reason)
+
+
 class RecordCallEvent:
-    """Record a call event: custody first, statistics second.
+    """Record a call event: custody first, then the answer, the statistics alongside it.
 
     1. Build the event; when it cannot be keyed, hand the raw values with the reason to the delivery
        (routing key ``call.events.invalid``) and answer ERROR: nothing is dropped, no bad key built.
     2. Hand the event to the delivery, which stores it durably before it returns (``wait_s`` bounds
        the wait for the broker's confirm). Refused custody is ERROR: the event is not acknowledged.
     3. Only then add the call to the per-customer status set, so the statistics never count an event
-       that is not in custody. A failure there still answers OK: the event is safe (ADR 0032).
+       that is not in custody; the caller is told OK meanwhile (``tell``), not after: the dialplan
+       does not wait for a count. A failure there still answers OK: the event is safe (ADR 0032).
     """
 
     def __init__(self, factory: CallEventFactory, delivery: EventDelivery, stats: CallStats, clock: Clock) -> None:
@@ -47,19 +52,27 @@ class RecordCallEvent:
         self._stats = stats
         self._clock = clock
 
-    async def execute(self, values: CallValues, wait_s: float, custody: Optional[Custody] = None) -> EventOutcome:
-        """``custody`` learns whether the event was stored, even if this call is cut short meanwhile."""
+    async def execute(self, values: CallValues, wait_s: float, custody: Optional[Custody] = None,
+                      tell: Optional[Tell] = None) -> EventOutcome:
+        """``custody`` learns whether the event was stored, even if this call is cut short meanwhile;
+        ``tell`` (once, if given) answers the dialplan as soon as the answer is known."""
         now = self._clock.now()
         try:
             built = self._factory.build(values, now)
         except InvalidEvent as invalid:
-            return await self._reject(values, invalid.reason, now, wait_s)
+            return await _told(tell, await self._reject(values, invalid.reason, now, wait_s))
         event = built.event
         try:
             confirmed = await self._delivery.submit(built.envelope(), wait_s, custody)
         except DeliveryRefused as refused:
-            return EventOutcome(ERROR, f"unavailable: {refused}", event.call_id, warnings=built.warnings)
-        stats_error = await self._record_stats(event.customer_id, event.call_status, event.call_id)
+            outcome = EventOutcome(ERROR, f"unavailable: {refused}", event.call_id, warnings=built.warnings)
+            return await _told(tell, outcome)
+        if tell is None:
+            stats_error = await self._record_stats(event.customer_id, event.call_status, event.call_id)
+        else:  # the count's round trip overlaps the answer's
+            counting = asyncio.ensure_future(self._record_stats(event.customer_id, event.call_status, event.call_id))
+            await tell(OK, "")
+            stats_error = await counting
         return EventOutcome(OK, "", event.call_id, confirmed, stats_error, built.warnings)
 
     async def _reject(self, values: CallValues, reason: str, now: datetime, wait_s: float) -> EventOutcome:
@@ -75,3 +88,9 @@ class RecordCallEvent:
         except Exception as failure:  # noqa: BLE001 - the event is in custody: nothing here may undo OK
             return f"{type(failure).__name__}: {failure}"
         return ""
+
+
+async def _told(tell: Optional[Tell], outcome: EventOutcome) -> EventOutcome:
+    if tell is not None:
+        await tell(outcome.status, outcome.reason)
+    return outcome

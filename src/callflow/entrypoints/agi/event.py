@@ -19,6 +19,9 @@ _FALLBACK_ERRORS = {"deadline": "timeout", "overloaded": "overloaded"}
 _REPLY_MARGIN_S = 0.05  # two SET VARIABLE round trips, with room to spare
 _LOGGED_CHARS = 80  # raw dialplan values may be kilobytes: the log line shows their start
 _log = get_logger("callflow.event")
+_bind = structlog.contextvars.bind_contextvars
+_VALUE_READS = {True: metrics.EVENT_VALUE_READS.labels(mode="combined"),
+                False: metrics.EVENT_VALUE_READS.labels(mode="per_variable")}
 
 
 async def build_event_route(app: Application) -> "EventRoute":
@@ -55,15 +58,16 @@ class EventRoute(Route):
 
     async def handle(self, session: AgiSession) -> None:
         values, combined = await read_dialplan_values(session)
-        metrics.EVENT_VALUE_READS.labels(mode="combined" if combined else "per_variable").inc()
-        call = CallValues.from_dialplan(values, dict(session.env))
-        structlog.contextvars.bind_contextvars(call_id=call.call_id or call.unique_id)
+        _VALUE_READS[combined].inc()
+        call = CallValues.from_dialplan(values, session.env)
+        # carried by every line of the session, its summary line included (no line of our own on OK)
+        _bind(call_id=call.call_id or call.unique_id, customer_id=call.customer_id[:_LOGGED_CHARS],
+              call_status=call.call_status[:_LOGGED_CHARS], one_round_trip=combined)
         wait_s = max(0.0, min(self._publish_timeout_s, session.remaining() - self._reserve_s))
         custody = self._custody[session] = Custody()
-        outcome = await self._record.execute(call, wait_s, custody)
-        _log_outcome(outcome, combined, call)
-        await _answer(session, outcome.status, outcome.reason)
+        outcome = await self._record.execute(call, wait_s, custody, lambda status, reason: _answer(session, status, reason))
         self._custody.pop(session, None)
+        _log_outcome(outcome)
 
     async def fallback(self, session: AgiSession, reason: str) -> None:
         custody = self._custody.pop(session, None)
@@ -82,13 +86,13 @@ async def _answer(session: AgiSession, status: str, reason: str) -> None:
     await session.set_variable("CALLFLOW_ERROR", reason)
 
 
-def _log_outcome(outcome: EventOutcome, combined: bool, call: CallValues) -> None:
+def _log_outcome(outcome: EventOutcome) -> None:
     for warning in outcome.warnings:
         _log.warning("event value ignored", detail=warning)
     if outcome.stats_error:
         metrics.EVENT_STATS_SKIPPED.inc()
         _log.warning("call-status set not updated; event delivered anyway", detail=outcome.stats_error)
-    log = _log.info if outcome.status == OK else _log.warning
-    log("event recorded" if outcome.status == OK else "event refused", status=outcome.status,
-        reason=outcome.reason, confirmed=outcome.confirmed, one_round_trip=combined,
-        customer_id=call.customer_id[:_LOGGED_CHARS], call_status=call.call_status[:_LOGGED_CHARS])
+    if outcome.status != OK:
+        _log.warning("event refused", status=outcome.status, reason=outcome.reason)
+    elif outcome.confirmed:
+        _bind(confirmed=True)
