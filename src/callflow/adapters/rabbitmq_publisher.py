@@ -13,14 +13,17 @@ from typing import Any, Dict, Optional
 
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
+from aiormq import spec
 
 from callflow import metrics
 from callflow.adapters.rabbitmq_topology import declare_exchange, declare_queue
-from callflow.domain.envelope import INVALID_ROUTING_KEY, EventEnvelope
+from callflow.domain.envelope import EXCHANGE, INVALID_ROUTING_KEY, EventEnvelope
 from callflow.logging import get_logger
 from callflow.service_layer.ports import PublishFailed
 
 _log = get_logger("callflow.broker")
+_PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
+_PUBLISHED = {True: metrics.EVENTS_PUBLISHED.labels(kind="invalid"), False: metrics.EVENTS_PUBLISHED.labels(kind="event")}
 
 
 class RabbitMQPublisher:
@@ -63,7 +66,7 @@ class RabbitMQPublisher:
             raise self._failed("connection", "broker not connected")
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(self._publish(envelope), self._confirm_timeout_s)
+            await self._publish(envelope)
         except asyncio.TimeoutError:
             raise self._failed("timeout", f"no confirm within {self._confirm_timeout_s}s") from None
         except aio_pika.exceptions.PublishError:
@@ -74,8 +77,7 @@ class RabbitMQPublisher:
         except Exception as exc:  # connection or channel lost, channel error
             raise self._failed("connection", repr(exc)) from None
         metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
-        kind = "invalid" if envelope.routing_key == INVALID_ROUTING_KEY else "event"
-        metrics.EVENTS_PUBLISHED.labels(kind=kind).inc()
+        _PUBLISHED[envelope.routing_key == INVALID_ROUTING_KEY].inc()
 
     async def close(self) -> None:
         self._up = False
@@ -87,15 +89,23 @@ class RabbitMQPublisher:
         self._connection = self._channel = self._exchange = None
 
     async def _publish(self, envelope: EventEnvelope) -> None:
+        """Straight to aiormq's ``basic_publish`` (what aio-pika's ``Exchange.publish`` ends in),
+        without building an aio-pika ``Message``; the channel was opened with ``on_return_raises``,
+        so a returned message raises ``PublishError`` and a nack ``DeliveryError``. ``timeout``
+        bounds the whole publish, confirm included; ``wait=False``: the confirm is what we await,
+        not the frame's write to the socket as well."""
         await self._queue_for(envelope.queue)
-        assert self._exchange is not None
-        message = aio_pika.Message(
-            envelope.body,
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=envelope.message_id,
+        assert self._channel is not None
+        channel = await self._channel.get_underlay_channel()
+        properties = spec.Basic.Properties(
+            content_type="application/json", delivery_mode=_PERSISTENT, message_id=envelope.message_id
         )
-        await self._exchange.publish(message, envelope.routing_key, mandatory=True)
+        confirm = await channel.basic_publish(
+            envelope.body, exchange=EXCHANGE, routing_key=envelope.routing_key, properties=properties,
+            mandatory=True, timeout=self._confirm_timeout_s, wait=False,
+        )
+        if not isinstance(confirm, spec.Basic.Ack):  # a returned message when returns do not raise
+            raise aio_pika.exceptions.PublishError(confirm, confirm.delivery)
 
     async def _queue_for(self, name: str) -> None:
         """Declare (once per connection) the durable queue of a routing key, bound with that key."""
@@ -108,7 +118,7 @@ class RabbitMQPublisher:
             declared.add_done_callback(lambda done: self._forget_failed(name, done))
             self._queues[name] = declared
         # shielded: a caller timing out must not cancel the declaration others wait for
-        await asyncio.shield(declared)
+        await asyncio.wait_for(asyncio.shield(declared), self._confirm_timeout_s)
 
     def _forget_failed(self, name: str, done: "asyncio.Future[None]") -> None:
         if (done.cancelled() or done.exception() is not None) and self._queues.get(name) is done:
