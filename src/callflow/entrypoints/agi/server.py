@@ -1,5 +1,5 @@
-"""The FastAGI listener: who may connect, how many at once, shedding and a graceful drain (ADR 0011,
-0013-0015).
+"""The FastAGI server: who may connect, how many at once, shedding and a graceful drain (ADR 0011,
+0013-0016).
 
     server = AgiServer(settings, routes)      # routes: build_routes(app, settings)
     host, port = await server.start()         # agi_port=0 binds an ephemeral port
@@ -17,6 +17,7 @@ from callflow.entrypoints.agi.access import RejectionLog, SourceNetworks
 from callflow.entrypoints.agi.connection import AgiConnection
 from callflow.entrypoints.agi.fastagi import AgiLimits, FastAgiApplication, FastAgiSession
 from callflow.entrypoints.agi.lag import LoopLag
+from callflow.entrypoints.agi.listener import Listener, bind
 from callflow.entrypoints.agi.observe import log
 from callflow.entrypoints.agi.protocol import parse_header
 from callflow.entrypoints.agi.runner import RouteRunner
@@ -44,7 +45,7 @@ class AgiServer:
         self._rejections = RejectionLog()
         self._live: Dict[AgiConnection, Served] = {}  # connections in flight, with their session once read
         self._idle: Optional[asyncio.Event] = None
-        self._server: Optional[asyncio.AbstractServer] = None
+        self._listener: Optional[Listener] = None
         self.draining = False
 
     @property
@@ -54,9 +55,7 @@ class AgiServer:
     @property
     def addresses(self) -> List[Tuple[str, int]]:
         """Every (host, port) listened on (one per socket)."""
-        if self._server is None:
-            return []
-        return [tuple(sock.getsockname()[:2]) for sock in self._server.sockets]  # type: ignore[misc]
+        return [] if self._listener is None else self._listener.addresses
 
     @property
     def port(self) -> int:
@@ -69,10 +68,8 @@ class AgiServer:
     async def start(self) -> Tuple[str, int]:
         """Bind ``agi_host:agi_port`` and start accepting; returns the first address bound."""
         settings, limits = self._settings, self._limits
-        self._server = await asyncio.get_running_loop().create_server(
-            lambda: AgiConnection(self, limits), settings.agi_host, settings.agi_port,
-            backlog=settings.listen_backlog, reuse_address=True,
-        )
+        sockets = bind(settings.agi_host, settings.agi_port, settings.listen_backlog)
+        self._listener = Listener(lambda: AgiConnection(self, limits), sockets)
         self._lag.start()
         metrics.SESSIONS_IN_FLIGHT.set_function(lambda: len(self._live))  # read at scrape time, free per call
         metrics.EVENT_LOOP_LAG.set_function(self._lag.behind_s)
@@ -127,8 +124,8 @@ class AgiServer:
         (ADR 0015), then is closed. Returns how many sessions were cut."""
         timeout = self._settings.drain_timeout_s if timeout_s is None else timeout_s
         self.draining = True
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
         log.info("agi server draining", in_flight=len(self._live), timeout_s=timeout)
         cut = 0
         if not await self._wait_idle(timeout):
@@ -140,8 +137,6 @@ class AgiServer:
                 if not await self._wait_idle(_LAST_WAIT_S):
                     log.warning("agi sessions still running after the drain", in_flight=len(self._live))
         self._lag.stop()
-        if self._server is not None:
-            await self._wait(self._server.wait_closed(), _LAST_WAIT_S)
         log.info("agi server stopped", cut=cut)
         return cut
 
