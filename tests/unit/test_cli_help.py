@@ -42,3 +42,26 @@ def test_a_missing_verb_is_a_usage_error(capsys) -> None:
         main([])
     assert exit_info.value.code == 2
     assert "usage: callflow" in capsys.readouterr().err
+
+
+def test_log_lines_of_a_verb_go_to_stderr_not_stdout(capsys, monkeypatch):
+    """A verb's stdout is its output (CSV, JSON): library and adapter log lines go to stderr."""
+    import structlog
+
+    from callflow.entrypoints import cli
+
+    structlog.reset_defaults()  # structlog's own default prints to stdout
+    def noisy(args):
+        structlog.get_logger("callflow.test").warning("redis not reachable")
+        print("payload")
+        return 0
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ())
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    sub = parser._subparsers._group_actions[0]
+    sub.add_parser("noisy").set_defaults(func=noisy)
+    assert cli.main(["noisy"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "payload\n"
+    assert "redis not reachable" in err

@@ -11,6 +11,7 @@ import sys
 from typing import List, Optional
 
 from callflow import __version__
+from callflow.logging import configure_logging
 
 # each module has ``register(subparsers)``; its parsers set ``func(args) -> int``
 COMMAND_MODULES = (
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # stdout carries the verbs' output (lists, CSV, JSON): log lines go to stderr, warnings and up;
+    # `serve` configures its own logging
+    configure_logging("WARNING", log_file=None, console=sys.stderr, fmt="console")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
