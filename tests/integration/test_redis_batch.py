@@ -10,7 +10,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import ResponseError
 
 from callflow.adapters.redis_batch import CommandBatcher
-from callflow.adapters.redis_client import make_redis_client, redis_client_resource
+from callflow.adapters.redis_client import WARM_CONNECTIONS, make_redis_client, redis_client_resource
 from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,7 @@ async def silent_redis() -> AsyncIterator[Tuple[str, List[bytes]]]:
 
 async def test_callers_of_one_tick_share_one_write_and_get_their_own_replies(counted: Redis) -> None:
     """100 callers asking at once: one write on the wire, and each caller gets the reply to its own command."""
-    batcher = CommandBatcher(counted, max_lanes=2)
+    batcher = CommandBatcher(counted, max_lanes=4)
     replies = await asyncio.gather(*(batcher.round_trip("echo", [("ECHO", f"caller-{n}")], 2.0, StoreDown)
                                      for n in range(100)))
     assert replies == [[f"caller-{n}".encode()] for n in range(100)]
@@ -141,10 +141,10 @@ async def test_the_client_resource_opens_a_few_connections_in_the_background() -
     client = await resource.__anext__()
     try:
         for _ in range(100):
-            if len(client.connection_pool._available_connections) >= 4:
+            if len(client.connection_pool._available_connections) >= WARM_CONNECTIONS:
                 break
             await asyncio.sleep(0.01)
-        assert len(client.connection_pool._available_connections) == 4
+        assert len(client.connection_pool._available_connections) == WARM_CONNECTIONS
     finally:
         await resource.aclose()
 

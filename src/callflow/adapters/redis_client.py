@@ -24,8 +24,9 @@ from callflow.logging import get_logger
 
 T = TypeVar("T")
 _log = get_logger("callflow.redis")
-#: connections opened in the background when the client starts (a burst then finds them ready)
-WARM_CONNECTIONS = 4
+#: connections opened in the background when the client starts: the command batcher's lane and one
+#: for the rest (readiness probe, admin), so the first burst of calls does not wait for a connect
+WARM_CONNECTIONS = 2
 _CONNECTION_PARAMETERS = inspect.signature(AbstractConnection.__init__).parameters
 #: no CLIENT SETINFO on each new connection (one round trip more, and redis-py 8 reads its own
 #: version from the package metadata per connection): ``driver_info=None`` from redis-py 7.1,
