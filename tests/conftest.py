@@ -10,12 +10,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import structlog
 
 from callflow.config import Settings
 
 TEST_REDIS_DB = int(os.environ.get("CALLFLOW_TEST_REDIS_DB", "15"))
 REDIS_URL = os.environ.get("CALLFLOW_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{TEST_REDIS_DB}")
 AMQP_URL = os.environ.get("CALLFLOW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults():
+    """Each test starts from structlog's defaults, whatever an earlier test configured."""
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
 
 
 @pytest.fixture

@@ -104,8 +104,13 @@ def configure_logging(
     fmt: str = "auto",
     max_bytes: int = 50 * 1024 * 1024,
     backups: int = 5,
+    cache: bool = True,
 ) -> None:
-    """Configure structlog for the process. ``fmt``: auto (pretty on a TTY), console or json."""
+    """Configure structlog for the process. ``fmt``: auto (pretty on a TTY), console or json.
+
+    ``cache``: each logger binds its configuration on first use (fastest; for the server). Off for
+    short-lived commands and tests, whose log capture reconfigures structlog afterwards.
+    """
     file_sink: Optional[RotatingLineFile] = None
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +127,7 @@ def configure_logging(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level.upper()]),
         logger_factory=structlog.ReturnLoggerFactory(),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )
     root = logging.getLogger()
     root.handlers[:] = [_StdlibBridge()]

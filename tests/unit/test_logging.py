@@ -11,7 +11,7 @@ def test_file_lines_are_json_with_bound_context(tmp_path):
     """Every line written to the file is one JSON object carrying the contextvars bound."""
     path = tmp_path / "log" / "callflow.log"
     console = io.StringIO()
-    configure_logging("INFO", log_file=path, console=console, fmt="json")
+    configure_logging("INFO", log_file=path, console=console, fmt="json", cache=False)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(route="checkphone", peer="127.0.0.1:5000", unique_id="1.2")
     try:
@@ -49,7 +49,7 @@ def test_library_warnings_reach_the_same_sinks_as_structured_lines(tmp_path):
     import logging
 
     path = tmp_path / "callflow.log"
-    configure_logging("INFO", log_file=path, console=None, fmt="json")
+    configure_logging("INFO", log_file=path, console=None, fmt="json", cache=False)
     logging.getLogger("aio_pika.robust_connection").warning("Connection attempt to %s failed", "amqp://x")
     logging.getLogger("aio_pika.robust_connection").info("chatty info is dropped")
     lines = [json.loads(line) for line in path.read_text().splitlines()]

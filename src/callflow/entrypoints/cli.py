@@ -41,7 +41,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     # stdout carries the verbs' output (lists, CSV, JSON): log lines go to stderr, warnings and up;
     # `serve` configures its own logging
-    configure_logging("WARNING", log_file=None, console=sys.stderr, fmt="console")
+    configure_logging("WARNING", log_file=None, console=sys.stderr, fmt="console", cache=False)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
