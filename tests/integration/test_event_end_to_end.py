@@ -3,36 +3,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from contextlib import asynccontextmanager
-from typing import AsyncIterator, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import aio_pika
 import pytest
 import redis
 
-from callflow.containers import build_application
 from callflow.domain.envelope import INVALID_ROUTING_KEY, routing_key_for
-from callflow.entrypoints.agi.routes import build_routes
-from callflow.entrypoints.agi.server import AgiServer
 from tests.conftest import AMQP_URL, REDIS_URL
 from tests.support.broker import take_all
 from tests.support.event_schema import check_message
 from tests.support.fake_asterisk import call
+from tests.support.served import served
 
 pytestmark = pytest.mark.integration
 
 HOST = "127.0.0.1"
-
-
-@asynccontextmanager
-async def served(settings) -> AsyncIterator[AgiServer]:
-    app = build_application(settings)
-    await app.init_resources()
-    try:
-        async with AgiServer(settings, await build_routes(app, settings)) as server:
-            yield server
-    finally:
-        await app.shutdown_resources()
 
 
 async def wait_for_messages(queue: str, count: int, timeout_s: float = 90.0) -> List[Tuple[str, bytes]]:

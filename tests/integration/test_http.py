@@ -1,6 +1,7 @@
 """``callflow serve``'s HTTP side against the real services: /metrics moves with calls, /readyz follows RabbitMQ."""
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from typing import AsyncIterator
 
@@ -47,17 +48,26 @@ async def test_event_metrics_move_as_events_are_published(served: ServeProcess) 
     """Three event calls: three OK event outcomes and three events confirmed by the broker."""
     customer = unique_id("metrics")
     before = await metric_samples(served.http_port)
+
+    def published(samples: dict) -> float:
+        return sum(v for (name, _), v in samples.items() if name == "callflow_events_published_total")
+
     try:
         for n in range(3):
             variables = {"CALL_ID": f"1752899481.{n}", "CUSTOMER_ID": customer, "CALL_STATUS": "ringing"}
             assert (await call("127.0.0.1", served.agi_port, route="event", variables=variables)).status == "OK"
         after = await metric_samples(served.http_port)
+        # OK is answered once an event is stored; the broker's confirm follows moments later
+        for _ in range(100):
+            if published(after) - published(before) >= 3:
+                break
+            await asyncio.sleep(0.1)
+            after = await metric_samples(served.http_port)
     finally:
         await delete_queue(routing_key_for(customer))
     assert sample(after, "callflow_agi_outcomes_total", route="event", status="OK") - sample(
         before, "callflow_agi_outcomes_total", route="event", status="OK") == 3
-    published = sum(v for (name, _), v in after.items() if name == "callflow_events_published_total")
-    assert published - sum(v for (name, _), v in before.items() if name == "callflow_events_published_total") == 3
+    assert published(after) - published(before) == 3
 
 
 async def test_health_and_readiness_with_every_service_up(served: ServeProcess) -> None:
