@@ -12,7 +12,7 @@ import pytest
 from bench.asterisk_expr import parse_args, substitute
 from bench.channel import Channel
 
-TRANSCRIPTS = Path(__file__).resolve().parents[3] / "shared" / "asterisk-transcripts"
+TRANSCRIPTS = Path(__file__).resolve().parents[1] / "support" / "transcripts"
 NOT_EMULATED = (b"EXEC NoSuchApp",)  # application lookup is beyond a load generator
 
 
@@ -54,7 +54,7 @@ def test_nested_substitution_runs_inner_expressions_first() -> None:
     assert text == base64.b64encode(b"<agent.one>").decode() + ","
 
 
-@pytest.mark.skipif(not TRANSCRIPTS.is_dir(), reason="shared/asterisk-transcripts not beside the repo")
+@pytest.mark.skipif(not TRANSCRIPTS.is_dir(), reason="tests/support/transcripts missing")
 def test_replies_match_the_recorded_asterisk() -> None:
     """Every command of the probe transcript gets the bytes Asterisk 22 sent (520 usage: code only)."""
     channel = probe_channel()
