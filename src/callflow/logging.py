@@ -133,6 +133,9 @@ def configure_logging(
     root.handlers[:] = [_StdlibBridge()]
     # libraries are chatty at INFO (a line per reconnection attempt): warnings and up unless DEBUG
     root.setLevel(logging.DEBUG if level.upper() == "DEBUG" else max(logging.WARNING, _LEVELS[level.upper()]))
+    # aiormq logs every failed reconnection attempt (one a second during an outage); the publisher
+    # logs the broker's state changes itself, so these show at DEBUG only
+    logging.getLogger("aiormq.connection").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.CRITICAL)
 
 
 def get_logger(name: str = "callflow") -> Any:

@@ -86,7 +86,8 @@ async def warm_up(pool: BlockingConnectionPool, count: int) -> None:
         for _ in range(count):
             leased.append(await lease_connection(pool))
     except (RedisError, OSError) as failure:
-        _log.info("redis not reachable at start; connecting on first use", error=f"{type(failure).__name__}: {failure}")
+        _log.warning("redis not reachable at start: checkphone answers DEGRADED until it is; reconnecting on use",
+                     error=f"{type(failure).__name__}: {failure}")
     finally:
         for connection in leased:
             await pool.release(connection)
