@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the fake Asterisk lives with the tests
 
 from callflow.adapters.sqlite_outbox_store import read_status  # noqa: E402
-from tests.support.fake_asterisk import call  # noqa: E402
+from tests.support.event_callers import EventCallers  # noqa: E402
 
 
 class Server:
@@ -80,44 +80,6 @@ class Server:
             await asyncio.wait_for(self.process.wait(), 30)
 
 
-class Callers:
-    """``parallel`` fake-Asterisk callers placing event calls back to back on the current server."""
-
-    def __init__(self, customer: str, parallel: int) -> None:
-        self.customer, self.parallel = customer, parallel
-        self.server: Optional[Server] = None
-        self.acknowledged: Set[str] = set()
-        self.not_ok = 0
-        self._n, self._running, self._tasks = 0, False, []  # type: ignore[var-annotated]
-
-    def start(self, server: Server) -> None:
-        self.server, self._running = server, True
-        self._tasks = [asyncio.ensure_future(self._loop()) for _ in range(self.parallel)]
-
-    async def stop(self) -> None:
-        self._running = False
-        await asyncio.gather(*self._tasks)
-
-    async def _loop(self) -> None:
-        while self._running:
-            assert self.server is not None
-            self._n += 1
-            call_id = f"{int(time.time())}.{self._n}"
-            values = {"CALL_ID": call_id, "UNIQUE_ID": call_id, "CUSTOMER_ID": self.customer,
-                      "CALL_STATUS": "ringing", "DIRECTION": "inbound", "PHONE_DIAL": "0912406496"}
-            try:
-                result = await call("127.0.0.1", self.server.port, route="event", variables=values,
-                                    uniqueid=call_id, shared={call_id: {}}, timeout=5.0)
-                ok = result.status == "OK"
-            except OSError:
-                ok = False
-            if ok:
-                self.acknowledged.add(call_id)
-            else:
-                self.not_ok += 1
-                await asyncio.sleep(0.05)
-
-
 def rabbitmqctl(action: str) -> float:
     began = time.monotonic()
     subprocess.run(["rabbitmqctl", "-q", action], check=True, timeout=120, capture_output=True)
@@ -159,13 +121,13 @@ async def forget_stats(redis_url: str, customer: str) -> None:
 async def run(args: argparse.Namespace, workdir: Path) -> int:
     customer = f"outage-{uuid.uuid4().hex[:10]}"
     outbox = workdir / "data" / "outbox.sqlite3"
-    callers = Callers(customer, args.parallel)
+    callers = EventCallers(customer, args.parallel)
     servers: List[Server] = []
     broker_down = False
     figures: Dict[str, object] = {}
     try:
         servers.append(await Server.start(workdir, args.amqp_url, args.redis_url))
-        callers.start(servers[0])
+        callers.start(servers[0].port)
         await asyncio.sleep(args.warmup)
         broker_down = True
         figures["stop_app took s"] = round(await off_loop("stop_app"), 2)
@@ -173,7 +135,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
         figures["events waiting at kill -9"] = read_status(outbox, time.time()).depth
         await servers[0].kill(signal.SIGKILL)
         servers.append(await Server.start(workdir, args.amqp_url, args.redis_url))
-        callers.server = servers[1]
+        callers.port = servers[1].port
         await asyncio.sleep(1.0)
         figures["start_app took s"] = round(await off_loop("start_app"), 2)
         broker_down = False

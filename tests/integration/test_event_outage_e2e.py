@@ -12,57 +12,18 @@ import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Set
+from typing import Dict, Set
 
 import pytest
 
 from callflow.adapters.redis_client import make_redis_client
 from callflow.adapters.sqlite_outbox_store import read_status
 from tests.conftest import AMQP_URL, REDIS_URL
-from tests.integration.serve_support import ServeProcess, start_serve
+from tests.integration.serve_support import start_serve
 from tests.support.broker import broker_started, rabbitmqctl, take_all
-from tests.support.fake_asterisk import call
+from tests.support.event_callers import EventCallers
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
-
-
-class Caller:
-    """Event calls from the fake Asterisk, a few at a time, to whichever server is current."""
-
-    def __init__(self, customer: str, parallel: int = 4) -> None:
-        self.customer = customer
-        self.parallel = parallel
-        self.server: ServeProcess
-        self.acknowledged: Set[str] = set()  # call ids answered OK
-        self.refused = 0  # connection refused, server killed mid-call, not OK
-        self._n = 0
-        self._running = False
-        self._tasks: List["asyncio.Future[None]"] = []
-
-    def start(self, server: ServeProcess) -> None:
-        self.server, self._running = server, True
-        self._tasks = [asyncio.ensure_future(self._loop()) for _ in range(self.parallel)]
-
-    async def stop(self) -> None:
-        self._running = False
-        await asyncio.gather(*self._tasks)
-
-    async def _loop(self) -> None:
-        while self._running:
-            self._n += 1
-            call_id = f"{int(time.time())}.{self._n}"
-            values = {"CALL_ID": call_id, "UNIQUE_ID": call_id, "CUSTOMER_ID": self.customer,
-                      "CALL_STATUS": "ringing", "DIRECTION": "inbound", "PHONE_DIAL": "0912406496"}
-            try:
-                result = await call("127.0.0.1", self.server.agi_port, route="event", variables=values,
-                                    uniqueid=call_id, shared={call_id: {}}, timeout=5.0)
-            except OSError:
-                result = None
-            if result is not None and result.status == "OK":
-                self.acknowledged.add(call_id)
-            else:
-                self.refused += 1
-                await asyncio.sleep(0.05)
 
 
 async def forget_stats(customer: str) -> None:
@@ -89,13 +50,13 @@ async def test_stop_app_kill_9_restart_start_app_delivers_every_ok_call(tmp_path
     customer = f"outage-{uuid.uuid4().hex[:10]}"
     queue = f"call.events.{customer}"
     settings = dict(amqp_reconnect_interval_s="0.2", publish_timeout_ms="100")
-    caller = Caller(customer)
+    caller = EventCallers(customer)
     outbox = tmp_path / "data" / "outbox.sqlite3"
     first = await start_serve(tmp_path, **settings)
     second = None
     broker_down = False
     try:
-        caller.start(first)
+        caller.start(first.agi_port)
         await asyncio.sleep(0.5)
         broker_down = True
         await rabbitmqctl("stop_app")
@@ -104,7 +65,7 @@ async def test_stop_app_kill_9_restart_start_app_delivers_every_ok_call(tmp_path
         first.signal(signal.SIGKILL)
         await first.wait_exit(10)
         second = await start_serve(tmp_path, **settings)
-        caller.server = second
+        caller.port = second.agi_port
         await asyncio.sleep(0.5)
         await broker_started()
         broker_down = False

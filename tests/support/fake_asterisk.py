@@ -15,7 +15,6 @@ overrides; a ``bytes`` value goes raw, e.g. invalid UTF-8), then answers each co
 """
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from dataclasses import dataclass, field
