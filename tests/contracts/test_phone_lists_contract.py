@@ -217,6 +217,8 @@ class PhoneListsAgree(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
+        # Python 3.9's asyncio primitives (the pool's lock) bind to the current loop when created
+        asyncio.set_event_loop(self.loop)
         self.prefix = "t" + uuid.uuid4().hex[:10] + "-"
         self.client = make_redis_client(REDIS_URL, timeout_s=1.0, max_connections=4)
         self.adapters = (RedisPhoneLists(self.client), InMemoryPhoneLists(ManualClock()))
@@ -260,6 +262,7 @@ class PhoneListsAgree(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.loop.run_until_complete(_forget(self.client, self.prefix))
         self.loop.run_until_complete(self.client.aclose())
+        asyncio.set_event_loop(None)
         self.loop.close()
 
 
