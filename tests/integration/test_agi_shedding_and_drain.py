@@ -1,4 +1,5 @@
-"""Overload shedding on event-loop lag (ADR 0014) and the fallback of sessions a drain cuts (ADR 0015)."""
+"""Overload shedding on event-loop lag (ADR 0014, closing when too far behind: ADR 0017) and the
+fallback of sessions a drain cuts (ADR 0015)."""
 from __future__ import annotations
 
 import asyncio
@@ -52,6 +53,26 @@ async def test_a_loop_running_behind_answers_new_calls_with_the_fallback_at_once
     assert [line["outcome"] for line in logs if line["event"] == "agi session"] == ["shed"]
     assert served.status == "OK" and route.served == 1 and route.fallbacks == ["overloaded"]
     assert sample("callflow_agi_rejected_connections_total", reason="loop_lag") == before + 1
+
+
+async def test_a_loop_too_far_behind_for_a_fallback_closes_new_calls_without_a_command(make_settings):
+    """Loop about 120 ms behind, grace 100 ms (close at 50 ms): the call is closed by the server with no
+    command sent, soon, neither handle nor fallback running; counted as overloaded_closed."""
+    route = EchoRoute(deadline_s=0.2)
+    before = sample("callflow_agi_rejected_connections_total", reason="overloaded_closed")
+    settings = make_settings(overload_lag_fraction=0.1, fallback_grace_ms=100)
+    async with AgiServer(settings, {"echo": route}) as server:
+        hog = Hog(0.12)
+        await asyncio.sleep(0.5)
+        assert server.behind_s() >= 0.05
+        with capture_logs(processors=[merge_contextvars]) as logs:
+            closed = await call(HOST, server.port, route="echo")
+        hog.running = False
+    assert closed.commands == [] and closed.closed_by_server and closed.status is None
+    assert closed.duration < 1.0  # a few 120 ms loop turns (connect, header, close), no grace waited
+    assert route.served == 0 and route.fallbacks == []
+    assert [line["outcome"] for line in logs if line["event"] == "agi session"] == ["overloaded_closed"]
+    assert sample("callflow_agi_rejected_connections_total", reason="overloaded_closed") == before + 1
 
 
 async def test_a_lag_below_the_share_of_the_deadline_sheds_nothing(make_settings):

@@ -1,5 +1,5 @@
 """How the server runs a route: within its deadline, falling back to its safe defaults (ADR 0011,
-0014, 0015)."""
+0014, 0015), or closing at once when the loop is too far behind for a fallback (ADR 0017)."""
 from __future__ import annotations
 
 import asyncio
@@ -23,11 +23,15 @@ class RouteRunner:
     deadline or error, at once for a session over the cap or arriving while the event loop runs
     more than ``shed_fraction`` of the deadline behind (``overloaded``), and for a session the
     drain cuts (``deadline``), ``fallback`` gets ``grace_s`` to set the safe defaults. A closed
-    connection ends the session without a fallback (nobody to tell).
+    connection ends the session without a fallback (nobody to tell). An admitted session arriving
+    while the loop runs at least half the grace behind is closed without a command (ADR 0017): each
+    command of a fallback waits about that long for its reply, so none of the routes' two to four
+    commands would finish within the grace; Asterisk goes on with the dialplan at once instead.
     """
 
     def __init__(self, route: Route, grace_s: float, behind_s: Callable[[], float] = _never_behind,
-                 shed_fraction: float = 1.0, on_shed: Callable[[FastAgiSession], None] = lambda s: None) -> None:
+                 shed_fraction: float = 1.0,
+                 on_shed: Callable[[FastAgiSession, str], None] = lambda s, reason: None) -> None:
         for method in (route.handle, route.fallback):
             if not asyncio.iscoroutinefunction(method):
                 raise TypeError(f"AGI route {route.name!r}: {method.__name__} must be an async method")
@@ -37,13 +41,18 @@ class RouteRunner:
         self.grace_s = grace_s
         self._behind_s = behind_s
         self._shed_after_s = shed_fraction * route.deadline_s
+        self._close_after_s = grace_s / 2
         self._on_shed = on_shed
 
     async def serve(self, session: FastAgiSession) -> None:
         if not session.admitted:
             return await self._fall_back(session, "overloaded")
-        if self._behind_s() > self._shed_after_s:
-            self._on_shed(session)
+        behind_s = self._behind_s()
+        if behind_s > self._shed_after_s:
+            if behind_s >= self._close_after_s:  # sending nothing: the server closes the connection
+                session.outcome = "overloaded_closed"
+                return self._on_shed(session, "overloaded_closed")
+            self._on_shed(session, "loop_lag")
             return await self._fall_back(session, "overloaded", outcome="shed")
         if session.cut:
             return await self._fall_back(session, "deadline", outcome="drained")

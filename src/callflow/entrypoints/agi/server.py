@@ -113,9 +113,10 @@ class AgiServer:
         metrics.REJECTED_CONNECTIONS.labels(reason).inc()
         self._rejections.note(reason, host, len(self._live))
 
-    def _shed(self, session: FastAgiSession) -> None:
-        metrics.REJECTED_CONNECTIONS.labels("loop_lag").inc()
-        self._rejections.note("loop_lag", session.peer, len(self._live))
+    def _shed(self, session: FastAgiSession, reason: str) -> None:
+        """``loop_lag``: answered by the fallback; ``overloaded_closed``: closed without a word (ADR 0017)."""
+        metrics.REJECTED_CONNECTIONS.labels(reason).inc()
+        self._rejections.note(reason, session.peer, len(self._live))
 
     # --- drain ------------------------------------------------------------------------------------
     async def drain(self, timeout_s: Optional[float] = None) -> int:
