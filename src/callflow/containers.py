@@ -34,6 +34,11 @@ from callflow.service_layer.phone_list_admin import AddNumbers, RemoveNumber
 from callflow.service_layer.record_call_event import RecordCallEvent
 
 
+def _seconds(milliseconds: providers.Provider) -> providers.Callable:
+    """A ``*_ms`` setting as seconds."""
+    return providers.Callable(lambda ms: ms / 1000.0, milliseconds)
+
+
 def _outbox_relay(settings: providers.Provider, outbox: providers.Provider,
                   publisher: providers.Provider) -> providers.Resource:
     """The relay Resource over either adapters' outbox and publisher (started with the app)."""
@@ -54,7 +59,7 @@ class RealAdapters(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
 
     # --- shared: the one Redis client (checkphone and event) ------------------------------------
-    redis_timeout_s = providers.Callable(lambda ms: ms / 1000.0, settings.provided.redis_timeout_ms)
+    redis_timeout_s = _seconds(settings.provided.redis_timeout_ms)
     redis_client = providers.Resource(
         redis_client_resource,
         url=settings.provided.redis_url.get_secret_value.call(),
@@ -80,7 +85,7 @@ class RealAdapters(containers.DeclarativeContainer):
     event_publisher = providers.Resource(
         rabbitmq_publisher_resource,
         url=settings.provided.amqp_url.get_secret_value.call(),
-        confirm_timeout_s=providers.Callable(lambda ms: ms / 1000.0, settings.provided.publish_confirm_timeout_ms),
+        confirm_timeout_s=_seconds(settings.provided.publish_confirm_timeout_ms),
         reconnect_interval_s=settings.provided.amqp_reconnect_interval_s,
     )
     outbox_relay = _outbox_relay(settings, outbox, event_publisher)
@@ -119,7 +124,7 @@ class Application(containers.DeclarativeContainer):
         lists=adapters.phone_lists,
         policy=phone_policy,
         region=settings.provided.default_region,
-        timeout_s=providers.Callable(lambda ms: ms / 1000.0, settings.provided.redis_timeout_ms),
+        timeout_s=_seconds(settings.provided.redis_timeout_ms),
     )
     add_numbers = providers.Singleton(AddNumbers, lists=adapters.phone_lists, region=settings.provided.default_region)
     remove_number = providers.Singleton(
