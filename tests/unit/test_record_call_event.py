@@ -81,7 +81,11 @@ async def test_event_is_in_custody_before_it_is_counted(rig):
     outcome = await rig.record.execute(SEED_VALUES, 0.5, custody)
     assert (outcome.status, outcome.reason, outcome.confirmed, outcome.call_id) == (OK, "", True, "1752899481.313")
     assert [e.body for e in rig.broker.messages(CUSTOMER_QUEUE)] == [SEED_JSON]
-    assert custody.held and len(rig.stats.seen) == 1 and sum(rig.stats.seen[0]) == 1
+    # when counted, the event was in custody: stored, or already at the broker (the outbox forgets a
+    # delivered row later, with the next puts, so it may briefly be in both; never published twice)
+    assert custody.held and len(rig.stats.seen) == 1
+    stored, published = rig.stats.seen[0]
+    assert stored + published >= 1 and published <= 1
     assert await rig.stats.members("11223344", "ringing") == {"1752899481.313"}
 
 
