@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 import structlog
 
 from callflow.config import Settings
+from tests.support.redis_process import RedisProcess
 
 TEST_REDIS_DB = int(os.environ.get("CALLFLOW_TEST_REDIS_DB", "15"))
 REDIS_URL = os.environ.get("CALLFLOW_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{TEST_REDIS_DB}")
@@ -56,3 +57,14 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return Settings(_env_file=None, **values)
 
     return _make
+
+
+@pytest.fixture
+def redis_process() -> Iterator[RedisProcess]:
+    """A Redis of the test's own (the shared one serves other test runs); always gone afterwards."""
+    process = RedisProcess()
+    process.start()
+    try:
+        yield process
+    finally:
+        process.kill()

@@ -13,25 +13,12 @@ from callflow.entrypoints.agi.server import AgiServer, start_agi_server
 from callflow.entrypoints.agi.session import AgiSession
 from tests.support.agi_routes import EchoRoute, ScriptRoute
 from tests.support.fake_asterisk import call
+from tests.support.loop_hog import Hog
 from tests.support.metrics import sample
 
 pytestmark = pytest.mark.integration
 
 HOST = "127.0.0.1"
-
-
-class Hog:
-    """Blocks the event loop ``seconds`` on every turn (more work than the loop can do), until stopped."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.running = True
-        asyncio.get_running_loop().call_soon(self._turn)
-
-    def _turn(self) -> None:
-        if self.running:
-            time.sleep(self.seconds)
-            asyncio.get_running_loop().call_later(0.002, self._turn)
 
 
 async def test_a_loop_running_behind_answers_new_calls_with_the_fallback_at_once(make_settings):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Iterator, List, Tuple
+from typing import List, Tuple
 
 import pytest
 
@@ -18,15 +18,6 @@ LISTED = ["blacklist", "1", "0", "OK"]
 DEGRADED = ["normal", "0", "0", "DEGRADED"]
 
 
-@pytest.fixture
-def redis_process() -> Iterator[RedisProcess]:
-    """A Redis of this test's own (the shared one serves other test runs); always gone afterwards."""
-    process = RedisProcess()
-    process.start()
-    try:
-        yield process
-    finally:
-        process.kill()
 
 
 def blacklist(process: RedisProcess) -> None:

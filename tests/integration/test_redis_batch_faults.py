@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Iterator
 
 import pytest
 
@@ -18,14 +17,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.fault]
 FORMS = ["84912406496", "0912406496"]
 
 
-@pytest.fixture
-def redis_process() -> Iterator[RedisProcess]:
-    process = RedisProcess()
-    process.start()
-    try:
-        yield process
-    finally:
-        process.kill()
 
 
 async def test_the_first_calls_after_a_restart_are_answered(redis_process: RedisProcess) -> None:

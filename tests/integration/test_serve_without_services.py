@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -10,21 +9,15 @@ import pytest
 from callflow.entrypoints.cli import main as cli_main
 from tests.integration.serve_support import readiness, start_serve
 from tests.support.fake_asterisk import call
+from tests.support.redis_process import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 async def test_serves_degraded_and_holds_events_with_no_backing_service(tmp_path: Path, capsys, monkeypatch) -> None:
     """checkphone answers DEGRADED/normal in time, an event is acknowledged and held in the outbox,
     /readyz names both services, and the log says clearly that each is unreachable."""
-    dead = _closed_port()
+    dead = free_port()  # bound, then released: nothing listens there
     served = await start_serve(tmp_path, redis_url=f"redis://127.0.0.1:{dead}/0",
                                amqp_url=f"amqp://guest:guest@127.0.0.1:{dead}/")
     try:

@@ -5,20 +5,7 @@ import asyncio
 import time
 
 from callflow.entrypoints.agi.lag import LoopLag
-
-
-class Hog:
-    """Blocks the loop for ``seconds`` on every turn (a loop with too much work), until stopped."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.running = True
-        asyncio.get_running_loop().call_soon(self._turn)
-
-    def _turn(self) -> None:
-        if self.running:
-            time.sleep(self.seconds)
-            asyncio.get_running_loop().call_later(0.001, self._turn)
+from tests.support.loop_hog import Hog
 
 
 async def test_a_loop_that_keeps_up_is_not_behind():
@@ -45,7 +32,7 @@ async def test_a_loop_that_stays_behind_is_seen_and_recovery_too():
     """Every turn blocked 60 ms: the estimate rises to about that; once the work stops, back near zero."""
     lag = LoopLag(interval_s=0.005)
     lag.start()
-    hog = Hog(0.06)
+    hog = Hog(0.06, gap_s=0.001)
     await asyncio.sleep(0.3)
     assert lag.behind_s() > 0.04
     hog.running = False
