@@ -11,14 +11,14 @@ from callflow.config import Settings
 from callflow.containers import build_application
 from callflow.domain.policy import PhonePolicy
 from callflow.entrypoints.agi.checkphone import ANSWER_RESERVE_S, CheckPhoneRoute, build_checkphone_route
-from callflow.entrypoints.agi.session import AgiReply, AgiSession
 from callflow.service_layer.check_phone import CheckPhone
 from tests.support.phone_lists import RecordingLists
+from tests.support.scripted_session import ScriptedSessionBase
 
 ORDER = ["PHONE_POLICY", "PHONE_BLACKLISTED", "PHONE_VIP", "CALLFLOW_STATUS"]
 
 
-class ScriptedSession(AgiSession):
+class ScriptedSession(ScriptedSessionBase):
     """A session that only accepts SET VARIABLE, recording each in order."""
 
     def __init__(self, args: Sequence[str] = (), callerid: Optional[str] = "0912406496",
@@ -29,22 +29,6 @@ class ScriptedSession(AgiSession):
         self.route, self.query, self.args, self.peer = "checkphone", {}, list(args), "127.0.0.1:1"
         self._remaining = remaining_s
         self.sets: List[tuple] = []
-
-    @property
-    def hung_up(self) -> bool:
-        return False
-
-    def remaining(self) -> float:
-        return self._remaining
-
-    async def command(self, line: str) -> AgiReply:
-        raise AssertionError(f"unexpected command {line!r}")
-
-    async def get_variable(self, name: str) -> Optional[str]:
-        raise AssertionError("checkphone reads nothing from the channel")
-
-    async def get_full_variable(self, expression: str) -> Optional[str]:
-        raise AssertionError("checkphone reads nothing from the channel")
 
     async def set_variable(self, name: str, value: str) -> bool:
         self.sets.append((name, value))

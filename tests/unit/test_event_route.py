@@ -19,13 +19,13 @@ from callflow.adapters.in_memory_publisher import InMemoryPublisher
 from callflow.containers import build_application
 from callflow.entrypoints.agi.dialplan_values import EXPRESSIONS, combined_expression
 from callflow.entrypoints.agi.event import EventRoute, build_event_route
-from callflow.entrypoints.agi.session import AgiReply, AgiSession
 from callflow.service_layer.event_delivery import OutboxEventDelivery
 from callflow.service_layer.outbox_relay import OutboxRelay
 from callflow.service_layer.record_call_event import RecordCallEvent
 from tests.support.call_events import SEED_JSON, FixedClock, make_factory
 from tests.support.event_doubles import JournalingStats, RecordingDelivery
 from tests.support.event_schema import check_message
+from tests.support.scripted_session import ScriptedSessionBase
 
 SEED_DIALPLAN = {
     "CALL_ID": "1752899481.313", "DIRECTION": "inbound", "CUSTOMER_ID": "11223344", "TRUNK": "0866801898",
@@ -36,7 +36,7 @@ SEED_ENV = {"agi_uniqueid": "1752899481.313", "agi_callerid": "0912406496", "agi
 SHARED = ("ANSWER_TIME", "AGENT_EXTEN", "AGENT_ACCOUNT")
 
 
-class ScriptedSession(AgiSession):
+class ScriptedSession(ScriptedSessionBase):
     """Answers GET FULL VARIABLE for the route's own expressions from a channel's variables, as
     Asterisk substitutes them (shared ones under the call id; BASE64_ENCODE only when loaded)."""
 
@@ -47,16 +47,6 @@ class ScriptedSession(AgiSession):
         self._channel, self._base64, self._remaining = channel, base64_loaded, remaining_s
         self.commands: List[Tuple[str, str]] = []
         self.set: Dict[str, str] = {}
-
-    @property
-    def hung_up(self) -> bool:
-        return False
-
-    def remaining(self) -> float:
-        return self._remaining
-
-    async def command(self, line: str) -> AgiReply:
-        raise AssertionError(f"unexpected raw command {line!r}")
 
     async def get_variable(self, name: str) -> Optional[str]:
         self.commands.append(("GET VARIABLE", name))
