@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the fake Asterisk lives with the tests
 
 from callflow.adapters.sqlite_outbox_store import read_status  # noqa: E402
-from tests.support.event_callers import EventCallers  # noqa: E402
+from tests.support.event_callers import EventCallers, forget_stats  # noqa: E402
 
 
 class Server:
@@ -103,19 +103,6 @@ async def take_queue(amqp_url: str, queue: str) -> List[aio_pika.abc.AbstractInc
             messages.append(message)
         await channel.queue_delete(queue)
         return messages
-
-
-async def forget_stats(redis_url: str, customer: str) -> None:
-    """The server recorded the calls in Redis (``stats:calls:{customer}:*``): remove them."""
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"stats:calls:{customer}:*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> int:

@@ -16,25 +16,13 @@ from typing import Dict, Set
 
 import pytest
 
-from callflow.adapters.redis_client import make_redis_client
 from callflow.adapters.sqlite_outbox_store import read_status
 from tests.conftest import AMQP_URL, REDIS_URL
 from tests.integration.serve_support import start_serve
 from tests.support.broker import broker_started, rabbitmqctl, take_all
-from tests.support.event_callers import EventCallers
+from tests.support.event_callers import EventCallers, forget_stats
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
-
-
-async def forget_stats(customer: str) -> None:
-    """The servers recorded the calls in Redis (``stats:calls:{customer}:*``): remove them."""
-    client = make_redis_client(REDIS_URL, timeout_s=2.0, max_connections=2)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"stats:calls:{customer}:*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 async def wait_drained(outbox: Path, timeout_s: float) -> None:
@@ -81,7 +69,7 @@ async def test_stop_app_kill_9_restart_start_app_delivers_every_ok_call(tmp_path
         if second is not None:
             await second.stop()
     messages = await take_all(AMQP_URL, queue)
-    await forget_stats(customer)
+    await forget_stats(REDIS_URL, customer)
     ids_per_call: Dict[str, Set[str]] = defaultdict(set)
     for message_id, body in messages:
         ids_per_call[json.loads(body)["call_id"]].add(message_id)

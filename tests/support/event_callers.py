@@ -5,6 +5,7 @@ import asyncio
 import time
 from typing import List, Set
 
+from callflow.adapters.redis_client import make_redis_client
 from tests.support.fake_asterisk import call
 
 
@@ -50,3 +51,14 @@ class EventCallers:
             else:
                 self.not_ok += 1
                 await asyncio.sleep(0.05)
+
+
+async def forget_stats(redis_url: str, customer: str) -> None:
+    """The servers recorded the calls in Redis (``stats:calls:{customer}:*``): remove them."""
+    client = make_redis_client(redis_url, timeout_s=2.0, max_connections=2)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"stats:calls:{customer}:*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
