@@ -32,9 +32,11 @@ class AgiConnection(asyncio.Protocol):
     """The wire side of one session. ``owner`` (the server) is told when the header is complete
     (``on_header(connection, block)``) and decides who may connect (``admit(connection, peername)``)."""
 
-    def __init__(self, owner: Any, limits: Any) -> None:
+    def __init__(self, owner: Any, limits: Any, loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
         self._owner = owner
         self._limits = limits
+        # the loop, asked once: on Python < 3.12 every asyncio.get_running_loop() is a getpid() call
+        self.loop = loop or asyncio.get_running_loop()
         self.transport: Optional[asyncio.Transport] = None
         self.started_at = 0.0
         self.peer = "?"
@@ -60,7 +62,7 @@ class AgiConnection(asyncio.Protocol):
             return
         self.admitted = admitted
         self.peer = observe.format_peer(peername)
-        self._timer = asyncio.get_running_loop().call_later(self._limits.header_timeout_s, self._header_timeout)
+        self._timer = self.loop.call_later(self._limits.header_timeout_s, self._header_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self.closed is not None:
@@ -192,7 +194,7 @@ class AgiConnection(asyncio.Protocol):
             self._busy = False
 
     def _reply(self) -> "asyncio.Future[AgiReply]":
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        waiter = self._waiter = self.loop.create_future()
         return waiter
 
     def close(self) -> None:

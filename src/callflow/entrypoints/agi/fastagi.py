@@ -53,6 +53,7 @@ class FastAgiSession(AgiSession):
     def __init__(self, connection: AgiConnection, header: AgiHeader, grace_s: float) -> None:
         self.env, self.route, self.query, self.args = header.env, header.route, header.query, header.args
         self.connection = connection
+        self.loop = connection.loop
         self.peer = connection.peer
         self.started_at = connection.started_at
         self.deadline_at = self.started_at + grace_s  # the route runner sets the route's own

@@ -57,7 +57,7 @@ class RouteRunner:
         if session.cut:
             return await self._fall_back(session, "deadline", outcome="drained")
         session.deadline_at = session.started_at + self.route.deadline_s
-        box = session.deadline_box = timebox(session.remaining())
+        box = session.deadline_box = timebox(session.remaining(), session.loop)
         try:
             with box:
                 await self.route.handle(session)
@@ -75,7 +75,7 @@ class RouteRunner:
         session.outcome = outcome or reason
         session.set_deadline_in(self.grace_s)
         try:
-            with timebox(self.grace_s):
+            with timebox(self.grace_s, session.loop):
                 await self.route.fallback(session, reason)
         except TimeBoxExpired:
             log.warning("agi fallback ran out of time", reason=reason, grace_ms=self.grace_s * 1000.0)

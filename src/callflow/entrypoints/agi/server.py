@@ -69,7 +69,8 @@ class AgiServer:
         """Bind ``agi_host:agi_port`` and start accepting; returns the first address bound."""
         settings, limits = self._settings, self._limits
         sockets = bind(settings.agi_host, settings.agi_port, settings.listen_backlog)
-        self._listener = Listener(lambda: AgiConnection(self, limits), sockets)
+        loop = asyncio.get_running_loop()
+        self._listener = Listener(lambda: AgiConnection(self, limits, loop), sockets)
         self._lag.start()
         metrics.SESSIONS_IN_FLIGHT.set_function(lambda: len(self._live))  # read at scrape time, free per call
         metrics.EVENT_LOOP_LAG.set_function(self._lag.behind_s)
@@ -94,7 +95,7 @@ class AgiServer:
 
     def on_header(self, connection: AgiConnection, block: bytes) -> None:
         session = self._app.session(connection, parse_header(block))
-        self._live[connection] = (session, asyncio.get_running_loop().create_task(self._serve(connection, session)))
+        self._live[connection] = (session, connection.loop.create_task(self._serve(connection, session)))
 
     def release(self, connection: AgiConnection) -> None:
         if self._live.pop(connection, _GONE) is not _GONE and not self._live and self._idle is not None:

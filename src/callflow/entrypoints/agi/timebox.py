@@ -18,16 +18,19 @@ class TimeBoxExpired(Exception):
 class timebox:  # noqa: N801 - used like asyncio.timeout
     """``with timebox(seconds): await ...`` raises ``TimeBoxExpired`` once ``seconds`` have passed."""
 
-    __slots__ = ("_seconds", "_task", "_handle", "expired")
+    __slots__ = ("_seconds", "_loop", "_task", "_handle", "expired")
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+        """``loop``: the running loop when the caller has it at hand (saves a getpid() per box on
+        Python < 3.12, where asking asyncio for the running loop makes that system call)."""
         self._seconds = seconds
+        self._loop = loop
         self._task: Optional["asyncio.Task[object]"] = None
         self._handle: Optional[asyncio.TimerHandle] = None
         self.expired = False
 
     def __enter__(self) -> "timebox":
-        task = self._task = asyncio.current_task()
+        task = self._task = asyncio.current_task(self._loop)
         if task is None:
             raise RuntimeError("timebox must be used inside a task")
         self._handle = task.get_loop().call_later(self._seconds, self._expire)
