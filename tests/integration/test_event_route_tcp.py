@@ -79,16 +79,24 @@ def dialplan(customer: str, **changes: str) -> Dict[str, str]:
 AGENT = {"AGENT_EXTEN": "1001", "AGENT_ACCOUNT": "dh02", "ANSWER_TIME": "1752899490"}
 
 
-async def test_one_get_full_variable_then_two_answers(rig, customer):
-    """The whole event in three commands: the combined read, CALLFLOW_STATUS=OK, CALLFLOW_ERROR cleared."""
+async def test_one_get_full_variable_then_one_answer(rig, customer):
+    """The whole event in two commands: the combined read (CALLFLOW_ERROR read back, unset) and
+    CALLFLOW_STATUS=OK; CALLFLOW_ERROR is left as it was, empty (ADR 0062)."""
     result = await rig.call(dialplan(customer), shared=AGENT)
-    assert result.commands[0] == "GET FULL VARIABLE " + combined_expression() and len(result.commands) == 3
-    assert (result.status, result.variables["CALLFLOW_ERROR"], result.closed_by_server) == ("OK", "", True)
+    assert result.commands == ["GET FULL VARIABLE " + combined_expression(), 'SET VARIABLE CALLFLOW_STATUS OK']
+    assert (result.status, result.variables.get("CALLFLOW_ERROR", ""), result.closed_by_server) == ("OK", "", True)
     [event] = rig.events()
     assert (event["customer_id"], event["agent_exten"], event["agent_account"]) == (customer, "1001", "dh02")
     assert (event["answer_time"], event["phone_number"], event["channel"]) == (
         "2025-07-19 11:31:30", "84912406496", "PJSIP/1001-000000ce")
     assert await rig.stats.members(customer, "ringing") == {CALL_ID}
+
+
+async def test_a_retry_clears_the_reason_its_last_attempt_left(rig, customer):
+    """The channel still holds CALLFLOW_ERROR=timeout from an earlier attempt: OK clears it."""
+    result = await rig.call(dialplan(customer, CALLFLOW_ERROR="timeout"), shared=AGENT)
+    assert result.commands[1:] == ['SET VARIABLE CALLFLOW_STATUS OK', 'SET VARIABLE CALLFLOW_ERROR ""']
+    assert (result.status, result.variables["CALLFLOW_ERROR"]) == ("OK", "")
 
 
 async def test_without_func_base64_the_values_are_read_one_by_one(rig, customer):

@@ -1,4 +1,5 @@
-"""One GET FULL VARIABLE carries the 14 dialplan values, split back whatever they hold (ADR 0031)."""
+"""One GET FULL VARIABLE carries the 14 dialplan values and CALLFLOW_ERROR, split back whatever they
+hold (ADR 0031, 0062)."""
 from __future__ import annotations
 
 import base64
@@ -8,7 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from callflow.domain.call_event import DIALPLAN_NAMES
-from callflow.entrypoints.agi.dialplan_values import EXPRESSIONS, combined_expression, split_combined
+from callflow.entrypoints.agi.dialplan_values import COMBINED_EXPRESSIONS, EXPRESSIONS, combined_expression, split_combined
+
+READ_NAMES = [name for name, _ in COMBINED_EXPRESSIONS]  # the 14 values, then CALLFLOW_ERROR
 
 # what res_agi reads a command into (AGI_BUF_LEN): the whole line must fit with room to spare
 ASTERISK_COMMAND_BUFFER = 2048
@@ -21,11 +24,16 @@ def asterisk_reply(values: Dict[str, str], encoded: bool = True) -> str:
     """What Asterisk substitutes for combined_expression(): each value base64'd inside < >."""
     def b64(text: str) -> str:
         return base64.b64encode(text.encode("utf-8")).decode() if encoded else ""
-    fields = [b64("callflow")] + [b64("<" + values[name] + ">") for name in DIALPLAN_NAMES] + [b64("callflow")]
+    fields = [b64("callflow")] + [b64("<" + values[name] + ">") for name in READ_NAMES] + [b64("callflow")]
     return ",".join(fields)
 
 
-@given(st.fixed_dictionaries({name: nasty_text for name in DIALPLAN_NAMES}))
+def test_the_fourteen_values_then_callflow_error():
+    assert READ_NAMES == list(DIALPLAN_NAMES) + ["CALLFLOW_ERROR"]
+    assert combined_expression().endswith(",${BASE64_ENCODE(<${CALLFLOW_ERROR}>)},${BASE64_ENCODE(callflow)}")
+
+
+@given(st.fixed_dictionaries({name: nasty_text for name in READ_NAMES}))
 def test_any_values_round_trip(values):
     """Spaces, ')', ',', '<', newlines, unicode, 1.5 KB, 'hangup': every value comes back as it was."""
     assert split_combined(asterisk_reply(values)) == values
@@ -48,7 +56,7 @@ def test_shared_values_are_read_by_the_call_id():
 
 
 def _seed_values() -> Dict[str, str]:
-    return {name: f"v{i}" for i, name in enumerate(DIALPLAN_NAMES)}
+    return {name: f"v{i}" for i, name in enumerate(READ_NAMES)}
 
 
 def test_missing_base64_function_is_detected():

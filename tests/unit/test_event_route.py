@@ -17,7 +17,7 @@ from callflow.adapters.in_memory_call_stats import InMemoryCallStats
 from callflow.adapters.in_memory_outbox import InMemoryOutbox
 from callflow.adapters.in_memory_publisher import InMemoryPublisher
 from callflow.containers import build_application
-from callflow.entrypoints.agi.dialplan_values import EXPRESSIONS, combined_expression
+from callflow.entrypoints.agi.dialplan_values import COMBINED_EXPRESSIONS, EXPRESSIONS, combined_expression
 from callflow.entrypoints.agi.event import EventRoute, build_event_route
 from callflow.service_layer.event_delivery import OutboxEventDelivery
 from callflow.service_layer.outbox_relay import OutboxRelay
@@ -57,7 +57,7 @@ class ScriptedSession(ScriptedSessionBase):
         if expression == combined_expression():
             def b64(text: str) -> str:
                 return base64.b64encode(text.encode()).decode() if self._base64 else ""
-            fields = [b64("<" + self._value(name) + ">") for name, _ in EXPRESSIONS]
+            fields = [b64("<" + self._value(name) + ">") for name, _ in COMBINED_EXPRESSIONS]
             return ",".join([b64("callflow")] + fields + [b64("callflow")])
         name = dict((expr, name) for name, expr in EXPRESSIONS)[expression]
         return self._value(name)
@@ -90,11 +90,35 @@ async def test_seed_event_in_one_round_trip():
     assert logs == []  # the AGI layer's summary line carries what the route bound
     bound = structlog.contextvars.get_contextvars()
     assert (bound["customer_id"], bound["call_status"], bound["one_round_trip"]) == ("11223344", "ringing", True)
-    assert [kind for kind, _ in session.commands] == ["GET FULL VARIABLE", "SET VARIABLE", "SET VARIABLE"]
-    assert session.set == {"CALLFLOW_STATUS": "OK", "CALLFLOW_ERROR": ""}
+    # CALLFLOW_ERROR, read back in the same round trip, is already empty: not set again (ADR 0062)
+    assert [kind for kind, _ in session.commands] == ["GET FULL VARIABLE", "SET VARIABLE"]
+    assert session.set == {"CALLFLOW_STATUS": "OK"}
     assert [e.body for e in delivery.taken] == [SEED_JSON]
     assert await stats.members("11223344", "ringing") == {"1752899481.313"}
     assert structlog.contextvars.get_contextvars()["call_id"] == "1752899481.313"
+
+
+async def test_a_reason_left_by_an_earlier_attempt_is_cleared_on_ok():
+    """A retry after ERROR: the channel still holds the last reason, so OK sets CALLFLOW_ERROR to ""."""
+    route, delivery, _ = make_route()
+    session = ScriptedSession(dict(SEED_DIALPLAN, CALLFLOW_ERROR="timeout"))
+    await route.handle(session)
+    assert [kind for kind, _ in session.commands] == ["GET FULL VARIABLE", "SET VARIABLE", "SET VARIABLE"]
+    assert session.set == {"CALLFLOW_STATUS": "OK", "CALLFLOW_ERROR": ""}
+    assert [e.body for e in delivery.taken] == [SEED_JSON]
+
+
+async def test_an_error_sets_its_reason_unless_the_channel_holds_it_already():
+    """ERROR always says why; the same reason as the channel holds needs no second SET VARIABLE."""
+    bad = dict(SEED_DIALPLAN, CUSTOMER_ID="a b")
+    route, _, _ = make_route()
+    first = ScriptedSession(bad)
+    await route.handle(first)
+    reason = first.set["CALLFLOW_ERROR"]
+    assert first.set["CALLFLOW_STATUS"] == "ERROR" and reason.startswith("invalid: CUSTOMER_ID")
+    again = ScriptedSession(dict(bad, CALLFLOW_ERROR=reason))
+    await route.handle(again)
+    assert again.set == {"CALLFLOW_STATUS": "ERROR"}
 
 
 async def test_without_base64_the_values_are_read_one_by_one():
@@ -106,6 +130,7 @@ async def test_without_base64_the_values_are_read_one_by_one():
     reads = [arg for kind, arg in session.commands if kind == "GET FULL VARIABLE"]
     assert reads == [combined_expression()] + [expr for _, expr in EXPRESSIONS]
     assert [e.body for e in delivery.taken] == [SEED_JSON] and session.set["CALLFLOW_STATUS"] == "OK"
+    assert session.set["CALLFLOW_ERROR"] == ""  # not read back on this path: always cleared
     assert metrics.EVENT_VALUE_READS.labels(mode="per_variable")._value.get() == before + 1
 
 

@@ -6,12 +6,15 @@ value holds (spaces, ``)``, ``,``, newlines, any UTF-8, kilobytes) off the reply
 ``>`` around each value make every field non-empty (no warning from BASE64_ENCODE on an unset
 variable) and show truncation; the sentinels show a missing ``func_base64`` or a cut reply. Anything
 unexpected falls back to one ``GET FULL VARIABLE ${NAME}`` per value.
+
+The same round trip also reads ``CALLFLOW_ERROR`` as the channel has it: when it is already empty,
+an ``OK`` answer need not clear it, one ``SET VARIABLE`` round trip fewer (ADR 0062).
 """
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 from callflow.domain.call_event import DIALPLAN_NAMES
 from callflow.entrypoints.agi.session import AgiSession
@@ -21,6 +24,9 @@ _SHARED = ("ANSWER_TIME", "AGENT_EXTEN", "AGENT_ACCOUNT")
 EXPRESSIONS: Tuple[Tuple[str, str], ...] = tuple(
     (name, f"${{SHARED({name},${{CALL_ID}})}}" if name in _SHARED else f"${{{name}}}") for name in DIALPLAN_NAMES
 )
+#: read back with the event's values: what an earlier attempt left in the channel
+PRIOR_ERROR = "CALLFLOW_ERROR"
+COMBINED_EXPRESSIONS: Tuple[Tuple[str, str], ...] = EXPRESSIONS + ((PRIOR_ERROR, f"${{{PRIOR_ERROR}}}"),)
 SENTINEL = "callflow"
 _ENCODED_SENTINEL = base64.b64encode(SENTINEL.encode()).decode()
 _SEPARATOR = ","
@@ -31,14 +37,25 @@ def _encoded(expression: str) -> str:
     return f"${{BASE64_ENCODE({_OPEN}{expression}{_CLOSE})}}"
 
 
-def combined_expression(expressions: Sequence[Tuple[str, str]] = EXPRESSIONS) -> str:
+class DialplanRead(NamedTuple):
+    """What the event route read: the 14 values, and how."""
+
+    values: Dict[str, str]
+    #: True when one round trip carried them all (else one GET FULL VARIABLE per value)
+    combined: bool
+    #: CALLFLOW_ERROR as the channel had it; None when it was not read (the per-value fallback)
+    prior_error: Optional[str]
+
+
+def combined_expression(expressions: Sequence[Tuple[str, str]] = COMBINED_EXPRESSIONS) -> str:
     """The one ``GET FULL VARIABLE`` argument that carries every value (no space, quote or ``\\``)."""
     sentinel = f"${{BASE64_ENCODE({SENTINEL})}}"
     parts = [sentinel] + [_encoded(expression) for _, expression in expressions] + [sentinel]
     return _SEPARATOR.join(parts)
 
 
-def split_combined(data: Optional[str], names: Sequence[str] = DIALPLAN_NAMES) -> Optional[Dict[str, str]]:
+def split_combined(data: Optional[str], names: Sequence[str] = tuple(name for name, _ in COMBINED_EXPRESSIONS)
+                   ) -> Optional[Dict[str, str]]:
     """The values carried by a reply to ``combined_expression()``; None when it is not intact."""
     if data is None:
         return None
@@ -64,9 +81,14 @@ def _decoded(field: str) -> Optional[str]:
     return text[1:-1]
 
 
-async def read_dialplan_values(session: AgiSession) -> Tuple[Dict[str, str], bool]:
-    """``({DIALPLAN_NAME: value}, combined)``: one round trip when ``combined``, else one per value."""
-    values = split_combined(await session.get_full_variable(combined_expression()))
+async def read_dialplan_values(session: AgiSession) -> DialplanRead:
+    """The 14 values: in one round trip when Asterisk can, else one per value."""
+    values = split_combined(await session.get_full_variable(_COMBINED))
     if values is not None:
-        return values, True
-    return {name: await session.get_full_variable(expression) or "" for name, expression in EXPRESSIONS}, False
+        prior_error = values.pop(PRIOR_ERROR)
+        return DialplanRead(values, True, prior_error)
+    values = {name: await session.get_full_variable(expression) or "" for name, expression in EXPRESSIONS}
+    return DialplanRead(values, False, None)
+
+
+_COMBINED = combined_expression()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import weakref
+from typing import Optional
 
 import structlog
 
@@ -57,7 +58,7 @@ class EventRoute(Route):
         self._custody: "weakref.WeakKeyDictionary[AgiSession, Custody]" = weakref.WeakKeyDictionary()
 
     async def handle(self, session: AgiSession) -> None:
-        values, combined = await read_dialplan_values(session)
+        values, combined, prior_error = await read_dialplan_values(session)
         _VALUE_READS[combined].inc()
         call = CallValues.from_dialplan(values, session.env)
         # carried by every line of the session, its summary line included (no line of our own on OK)
@@ -65,7 +66,8 @@ class EventRoute(Route):
               call_status=call.call_status[:_LOGGED_CHARS], one_round_trip=combined)
         wait_s = max(0.0, min(self._publish_timeout_s, session.remaining() - self._reserve_s))
         custody = self._custody[session] = Custody()
-        outcome = await self._record.execute(call, wait_s, custody, lambda status, reason: _answer(session, status, reason))
+        outcome = await self._record.execute(call, wait_s, custody,
+                                             lambda status, reason: _answer(session, status, reason, prior_error))
         self._custody.pop(session, None)
         _log_outcome(outcome)
 
@@ -80,10 +82,12 @@ class EventRoute(Route):
         await _answer(session, ERROR, _FALLBACK_ERRORS.get(reason, "internal"))
 
 
-async def _answer(session: AgiSession, status: str, reason: str) -> None:
-    # CALLFLOW_ERROR is cleared on OK: a dialplan that retried must not see the last attempt's reason.
+async def _answer(session: AgiSession, status: str, reason: str, prior_error: Optional[str] = None) -> None:
+    """CALLFLOW_ERROR is set to ``reason``, "" on OK (a dialplan that retried must not see the last
+    attempt's reason), unless the channel is known to hold that already (ADR 0062)."""
     await session.set_variable("CALLFLOW_STATUS", status)
-    await session.set_variable("CALLFLOW_ERROR", reason)
+    if prior_error is None or prior_error != reason:
+        await session.set_variable("CALLFLOW_ERROR", reason)
 
 
 def _log_outcome(outcome: EventOutcome) -> None:
