@@ -3,18 +3,22 @@
 Human-readable lines on a console (TTY), JSON lines to a rotating file. Each session binds its ids,
 route and peer with ``structlog.contextvars.bind_contextvars`` so every line carries them.
 Levels below the configured one are filtered before any processor runs, and a line that is kept is
-rendered to JSON once and written with one ``write`` per sink: a log line costs tens of
-microseconds, not the hundred-odd of ``logging.handlers.RotatingFileHandler`` (a stat, a seek and a
-lock per record).
+rendered to JSON once: a log line costs tens of microseconds, not the hundred-odd of
+``logging.handlers.RotatingFileHandler`` (a stat, a seek and a lock per record). The server batches
+its lines (``batch_s``): each sink gets one ``write`` per batch instead of one per line, at most
+``batch_s`` late; a WARNING or worse is written at once, with the lines before it (ADR 0053).
 """
 from __future__ import annotations
 
+import atexit
+import json
 import logging
 import os
 import sys
 import threading
+import weakref
 from pathlib import Path
-from typing import Any, List, Optional, TextIO
+from typing import Any, Callable, List, Optional, TextIO
 
 import structlog
 
@@ -25,8 +29,8 @@ _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARN
 class RotatingLineFile:
     """Appends lines to ``path``; past ``max_bytes`` renames it ``path.1`` (``.1`` → ``.2``...).
 
-    Bytes are counted as they are written, so rotation costs nothing per line. Each line is written
-    and flushed whole (an unbuffered append), so a crash loses no line already logged.
+    Bytes are counted as they are written, so rotation costs nothing per line. Lines are written
+    whole (an unbuffered append): a line handed to ``write_lines`` survives a crash of the process.
     """
 
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
@@ -38,12 +42,27 @@ class RotatingLineFile:
         self._size = self._file.tell()
 
     def write_line(self, line: str) -> None:
-        data = line.encode("utf-8", "replace") + b"\n"
+        self.write_lines([line.encode("utf-8", "replace") + b"\n"])
+
+    def write_lines(self, lines: List[bytes]) -> None:
+        """Whole lines (each ending in a newline), in order; rotation falls between lines."""
         with self._lock:
-            if self._size + len(data) > self._max_bytes and self._size > 0:
-                self._rotate()
-            self._file.write(data)
-            self._size += len(data)
+            chunk: List[bytes] = []
+            size = self._size
+            for data in lines:
+                if size + len(data) > self._max_bytes and size > 0:
+                    self._write(chunk)
+                    chunk = []
+                    self._rotate()
+                    size = 0
+                chunk.append(data)
+                size += len(data)
+            self._write(chunk)
+            self._size = size
+
+    def _write(self, chunk: List[bytes]) -> None:
+        if chunk:
+            self._file.write(chunk[0] if len(chunk) == 1 else b"".join(chunk))
 
     def _rotate(self) -> None:
         self._file.close()
@@ -63,24 +82,128 @@ class RotatingLineFile:
             self._file.close()
 
 
-class _Tee:
-    """Final processor: renders the event once per format and writes it to each sink."""
+class LineBatch:
+    """Lines bound for one sink, handed to ``write`` together: when ``flush`` is called (the
+    flusher thread, every ``batch_s``), when an urgent line arrives, or past ``max_bytes``."""
 
-    def __init__(self, console: Optional[TextIO], pretty: bool, file: Optional[RotatingLineFile]) -> None:
+    def __init__(self, write: Callable[[List[bytes]], None], max_bytes: int = 256 * 1024) -> None:
+        self._write = write
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()  # the list: held for an append or a swap, never for a write
+        self._writing = threading.Lock()  # batches reach the sink whole and in order
+        self._lines: List[bytes] = []
+        self._size = 0
+
+    def add(self, data: bytes, urgent: bool = False) -> None:
+        with self._lock:
+            self._lines.append(data)
+            self._size += len(data)
+            due = urgent or self._size >= self._max_bytes
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._writing:
+            with self._lock:
+                lines, self._lines, self._size = self._lines, [], 0
+            if lines:
+                try:
+                    self._write(lines)
+                except (OSError, ValueError):  # a full disk or a closed stream must not break the caller
+                    pass
+
+
+class _Flusher:
+    """One daemon thread flushing every live ``LineBatch`` each ``interval_s``; and at exit."""
+
+    def __init__(self) -> None:
+        self._batches: "weakref.WeakSet[LineBatch]" = weakref.WeakSet()
+        self._interval_s = 0.05
+        self._thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()  # a new interval applies at once
+        atexit.register(self.flush_all)
+
+    def watch(self, batch: LineBatch, interval_s: float) -> None:
+        with self._lock:
+            self._batches.add(batch)
+            self._interval_s = interval_s  # the latest configuration's
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="callflow-log", daemon=True)
+                self._thread.start()
+            self._wake.set()
+
+    def flush_all(self) -> None:
+        for batch in list(self._batches):
+            batch.flush()
+
+    def _run(self) -> None:  # ends with the process (a daemon thread); atexit flushes what is left
+        while True:
+            self._wake.wait(self._interval_s)
+            self._wake.clear()
+            self.flush_all()
+
+
+_FLUSHER = _Flusher()
+
+
+def flush_logs() -> None:
+    """Write every batched line now (before the process ends, or a test reads a log file)."""
+    _FLUSHER.flush_all()
+
+
+def _console_writer(console: TextIO) -> Callable[[List[bytes]], None]:
+    def write(lines: List[bytes]) -> None:
+        console.write(b"".join(lines).decode("utf-8", "replace"))
+        console.flush()
+    return write
+
+
+class _Tee:
+    """Final processor: renders the event once per format and writes it to each sink (batched when
+    ``batch_s`` > 0: a line of WARNING or worse goes out at once, after those before it)."""
+
+    def __init__(self, console: Optional[TextIO], pretty: bool, file: Optional[RotatingLineFile],
+                 batch_s: float = 0.0) -> None:
         self._console = console
         self._pretty = structlog.dev.ConsoleRenderer(colors=False) if pretty else None
-        self._json = structlog.processors.JSONRenderer()
+        # one encoder for every line: json.dumps with options builds a new one per call
+        self._encode = json.JSONEncoder(default=_json_fallback).encode
         self._file = file
+        self._file_batch: Optional[LineBatch] = None
+        self._console_batch: Optional[LineBatch] = None
+        if batch_s > 0:
+            if file is not None:
+                self._file_batch = LineBatch(file.write_lines)
+                _FLUSHER.watch(self._file_batch, batch_s)
+            if console is not None:
+                self._console_batch = LineBatch(_console_writer(console))
+                _FLUSHER.watch(self._console_batch, batch_s)
 
     def __call__(self, logger: Any, method: str, event: dict) -> str:
-        as_json = self._json(logger, method, event) if (self._file or not self._pretty) else ""
+        urgent = method not in _ROUTINE
+        as_json = self._encode(event) if (self._file or not self._pretty) else ""
         if self._file is not None:
-            self._file.write_line(as_json)
+            if self._file_batch is not None:
+                self._file_batch.add(as_json.encode("utf-8", "replace") + b"\n", urgent)
+            else:
+                self._file.write_line(as_json)
         if self._console is not None:
             line = self._pretty(logger, method, event) if self._pretty else as_json
-            self._console.write(line + "\n")
-            self._console.flush()
+            if self._console_batch is not None:
+                self._console_batch.add((line + "\n").encode("utf-8", "replace"), urgent)
+            else:
+                self._console.write(line + "\n")
+                self._console.flush()
         raise structlog.DropEvent
+
+
+_ROUTINE = frozenset(("debug", "info", "msg"))
+
+
+def _json_fallback(value: Any) -> Any:
+    """What structlog's JSONRenderer does with what json cannot encode."""
+    return repr(value) if not hasattr(value, "__structlog__") else value.__structlog__()
 
 
 class _StdlibBridge(logging.Handler):
@@ -105,12 +228,15 @@ def configure_logging(
     max_bytes: int = 50 * 1024 * 1024,
     backups: int = 5,
     cache: bool = True,
+    batch_s: float = 0.0,
 ) -> None:
     """Configure structlog for the process. ``fmt``: auto (pretty on a TTY), console or json.
 
     ``cache``: each logger binds its configuration on first use (fastest; for the server). Off for
     short-lived commands and tests, whose log capture reconfigures structlog afterwards.
+    ``batch_s``: write lines in batches at most this late (the server); 0 writes each at once.
     """
+    flush_logs()  # lines batched under the configuration being replaced
     file_sink: Optional[RotatingLineFile] = None
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +247,7 @@ def configure_logging(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
-        _Tee(console, pretty, file_sink),
+        _Tee(console, pretty, file_sink, batch_s),
     ]
     structlog.configure(
         processors=processors,

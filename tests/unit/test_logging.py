@@ -1,10 +1,11 @@
 """The log set-up: JSON lines with the session's context, rotation by size."""
 import io
 import json
+import time
 
 import structlog
 
-from callflow.logging import RotatingLineFile, configure_logging, get_logger
+from callflow.logging import RotatingLineFile, configure_logging, flush_logs, get_logger
 
 
 def test_file_lines_are_json_with_bound_context(tmp_path):
@@ -55,3 +56,39 @@ def test_library_warnings_reach_the_same_sinks_as_structured_lines(tmp_path):
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert lines == [dict(lines[0], event="Connection attempt to amqp://x failed",
                           logger="aio_pika.robust_connection", level="warning")]
+
+
+def test_batched_lines_wait_for_the_flush_and_a_warning_takes_them_along(tmp_path):
+    """The server's batching: routine lines reach the file together, a warning at once after them."""
+    path = tmp_path / "callflow.log"
+    configure_logging("INFO", log_file=path, console=None, fmt="json", cache=False, batch_s=30.0)
+    log = get_logger("test")
+    try:
+        log.info("first")
+        log.info("second")
+        assert path.read_text() == ""  # held: the flusher's interval is far away
+        log.warning("third")
+        assert [json.loads(line)["event"] for line in path.read_text().splitlines()] == ["first", "second", "third"]
+        log.info("fourth")
+        flush_logs()
+        assert json.loads(path.read_text().splitlines()[-1])["event"] == "fourth"
+    finally:
+        configure_logging("INFO", log_file=None, console=None, cache=False)
+
+
+def test_the_flusher_writes_batched_lines_within_its_interval(tmp_path):
+    """No warning, no explicit flush: the flusher thread writes the line shortly after."""
+    path = tmp_path / "callflow.log"
+    console = io.StringIO()
+    configure_logging("INFO", log_file=path, console=console, fmt="json", cache=False, batch_s=0.02)
+    try:
+        get_logger("test").info("routine")
+        deadline = time.monotonic() + 5.0
+        while "routine" not in path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert json.loads(path.read_text())["event"] == "routine"
+        while "routine" not in console.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert json.loads(console.getvalue())["event"] == "routine"
+    finally:
+        configure_logging("INFO", log_file=None, console=None, cache=False)

@@ -17,9 +17,11 @@ from callflow.entrypoints.agi.routes import build_routes
 from callflow.entrypoints.agi.server import AgiServer
 from callflow.entrypoints.commands.config import load_settings
 from callflow.entrypoints.http import OpsHttpServer, ReadinessCheck, broker_check, redis_check
-from callflow.logging import configure_logging, get_logger
+from callflow.logging import configure_logging, flush_logs, get_logger
 
 _log = get_logger("callflow.serve")
+#: how late a routine log line may reach its sinks; warnings and worse go at once (ADR 0053)
+LOG_BATCH_S = 0.05
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
@@ -35,14 +37,18 @@ def _serve(args: argparse.Namespace) -> int:
                  if value is not None}
     settings = load_settings().model_copy(update=overrides)
     _configure_logging(settings)
-    return run_loop(serve(settings))
+    try:
+        return run_loop(serve(settings))
+    finally:
+        flush_logs()
 
 
 def _configure_logging(settings: Settings) -> None:
     try:
-        configure_logging(settings.log_level, log_file=settings.log_path, fmt=settings.log_format)
+        configure_logging(settings.log_level, log_file=settings.log_path, fmt=settings.log_format,
+                          batch_s=LOG_BATCH_S)
     except OSError as error:  # an unwritable log directory must not keep calls from being served
-        configure_logging(settings.log_level, log_file=None, fmt=settings.log_format)
+        configure_logging(settings.log_level, log_file=None, fmt=settings.log_format, batch_s=LOG_BATCH_S)
         _log.warning("log file unusable, logging to the console only", path=str(settings.log_path), error=str(error))
 
 
