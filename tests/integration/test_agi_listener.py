@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from typing import List
@@ -59,3 +60,31 @@ async def test_the_same_burst_on_the_standard_loop(make_settings):
     """The standard asyncio loop, which the tests and Python 3.9 without uvloop use, behaves alike."""
     taken, status = await _burst(make_settings(header_timeout_ms=5000))
     assert taken == BURST and status == "OK"
+
+
+async def _attached_socket_options(settings) -> "tuple[int, bool]":
+    async with AgiServer(settings, {"echo": EchoRoute()}) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        for _ in range(20):
+            if server.in_flight:
+                break
+            await asyncio.sleep(0.01)
+        [connection] = list(server._live)
+        sock = connection.transport.get_extra_info("socket")
+        options = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), not os.get_blocking(sock.fileno())
+        writer.close()
+    return options
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_an_attached_connection_is_non_blocking_with_nodelay(make_settings, loop_kind):
+    """The event loop sets both as it attaches the socket: each reply goes out at once (no Nagle delay)."""
+    if loop_kind == "uvloop":
+        loop = pytest.importorskip("uvloop").new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    try:
+        nodelay, non_blocking = loop.run_until_complete(_attached_socket_options(make_settings()))
+    finally:
+        loop.close()
+    assert nodelay != 0 and non_blocking

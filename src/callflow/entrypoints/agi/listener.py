@@ -67,8 +67,7 @@ class Listener:
                 loop.remove_reader(sock.fileno())
                 loop.call_later(_PAUSE_S, self._resume, sock)
                 return
-            conn.setblocking(False)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # both loops make the socket non-blocking and set TCP_NODELAY as they attach it
             task = loop.create_task(loop.connect_accepted_socket(factory, conn))
             self._attaching.add(task)
             task.add_done_callback(partial(self._attached, conn))
