@@ -137,6 +137,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = p.parse_args(argv)
     raise_nofile(65536)
     spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        print(f"scripts/bench profile needs py-spy in this environment: {sys.executable} -m pip install py-spy",
+              file=sys.stderr)
+        return 2
     customer = "bench_profile"
     data.seed_phone_lists(args.redis_url)
     with tempfile.TemporaryDirectory(prefix="callflow-profile-") as tmp:
