@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import gc
 import signal
 from typing import Any, Awaitable, Callable, Dict, Optional
 
@@ -22,6 +23,8 @@ from callflow.logging import configure_logging, flush_logs, get_logger
 _log = get_logger("callflow.serve")
 #: how late a routine log line may reach its sinks; warnings and worse go at once (ADR 0053)
 LOG_BATCH_S = 0.05
+#: allocations between two young collections of the garbage collector (CPython's default: 700)
+YOUNG_GC_THRESHOLD = 20_000
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
@@ -77,6 +80,7 @@ async def serve(settings: Settings, stop: Optional[asyncio.Event] = None) -> int
             _log.error("cannot listen for FastAGI", host=settings.agi_host, port=settings.agi_port, error=str(error))
             return 1
         ops = await start_ops_http(settings, app, agi)
+        settle_garbage_collector()
         _log.info("callflow serving", agi=f"{host}:{port}", event_loop=type(asyncio.get_running_loop()).__module__,
                   http=f"{settings.http_host}:{ops.port}" if ops else "off")
         await stop.wait()
@@ -113,6 +117,15 @@ async def readiness_checks(app: Any) -> Dict[str, ReadinessCheck]:
         "redis": redis_check(await app.adapters.redis_client()),
         "rabbitmq": broker_check(await app.adapters.event_publisher()),
     }
+
+
+def settle_garbage_collector() -> None:
+    """What start-up built lives as long as the process: out of the collector's sight
+    (``gc.freeze``); young collections every 20,000 allocations instead of 700 (ADR 0054)."""
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, middle, oldest)
 
 
 def _stop_on_signals() -> asyncio.Event:
