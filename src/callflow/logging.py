@@ -139,8 +139,9 @@ class _Flusher:
 
     def _run(self) -> None:  # ends with the process (a daemon thread); atexit flushes what is left
         while True:
-            self._wake.wait(self._interval_s)
-            self._wake.clear()
+            if self._wake.wait(self._interval_s):  # reconfigured: wait the new interval afresh
+                self._wake.clear()
+                continue
             self.flush_all()
 
 
