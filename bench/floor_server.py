@@ -1,8 +1,9 @@
 """The floor: the cheapest correct FastAGI session in Python, measured beside callflow in every run.
 
 Reads the agi_* block up to its blank line, sends one ``SET VARIABLE CALLFLOW_STATUS "OK"``, reads
-the reply, closes. Same runtime as callflow (asyncio, uvloop when installed), plain Protocol
-callbacks: whatever callflow costs above this is callflow's own work.
+the reply, closes (``--commands 4``: checkphone's four answers, one at a time, then closes). Same
+runtime as callflow (asyncio, uvloop when installed), plain Protocol callbacks: whatever callflow
+costs above this is callflow's own work.
 
     python -m bench.floor_server --port 4599
 """
@@ -18,13 +19,18 @@ from typing import List, Optional
 from bench.loadgen import raise_nofile
 
 _COMMAND = b'SET VARIABLE CALLFLOW_STATUS "OK"\n'
+#: ``--commands 4``: checkphone's four answers (policy normal), one at a time, CALLFLOW_STATUS last
+_CHECKPHONE_ANSWERS = (b'SET VARIABLE PHONE_BLACKLISTED "0"\n', b'SET VARIABLE PHONE_VIP "0"\n',
+                       b'SET VARIABLE PHONE_POLICY "normal"\n', _COMMAND)
 _MAX_HEADER = 16384
 
 
 class FloorSession(asyncio.Protocol):
+    commands = (_COMMAND,)
+
     def __init__(self) -> None:
         self.buffer = b""
-        self.sent = False
+        self.sent = 0
         self.transport: Optional[asyncio.Transport] = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -38,11 +44,18 @@ class FloorSession(asyncio.Protocol):
                 if len(self.buffer) > _MAX_HEADER:
                     self.transport.close()  # type: ignore[union-attr]
                 return
-            self.sent = True
             self.buffer = self.buffer[end + 2 :]
-            self.transport.write(_COMMAND)  # type: ignore[union-attr]
-        if b"\n" in self.buffer:  # the reply to our one command (or an early HANGUP): done
-            self.transport.close()  # type: ignore[union-attr]
+            self._send_next()
+        while b"\n" in self.buffer:  # the reply to the command sent (or an early HANGUP)
+            self.buffer = self.buffer[self.buffer.index(b"\n") + 1 :]
+            if self.sent == len(self.commands):
+                self.transport.close()  # type: ignore[union-attr]
+                return
+            self._send_next()
+
+    def _send_next(self) -> None:
+        self.transport.write(self.commands[self.sent])  # type: ignore[union-attr]
+        self.sent += 1
 
     def eof_received(self) -> bool:
         return False
@@ -79,7 +92,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--cpu", type=int, action="append", help="pin to these CPUs")
     p.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
+    p.add_argument("--commands", type=int, choices=(1, 4), default=1,
+                   help="4: checkphone's four SET VARIABLEs one at a time (a reference for its round trips)")
     args = p.parse_args(argv)
+    if args.commands == 4:
+        FloorSession.commands = _CHECKPHONE_ANSWERS
     if args.cpu:
         os.sched_setaffinity(0, set(args.cpu))
     raise_nofile(65536)

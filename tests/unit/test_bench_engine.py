@@ -83,3 +83,25 @@ def test_a_refused_connection_is_a_connect_error() -> None:
     _, bucket = load(port, callers=1, seconds=0.2)
     assert 0 < bucket.calls < 40
     assert all(kind.startswith("connect:") for kind in bucket.errors)
+
+
+def test_the_floor_with_checkphone_answers_sends_four_commands_one_at_a_time() -> None:
+    """``--commands 4``: the reference for checkphone's round trips; each call sees four commands."""
+    from bench.floor_server import _CHECKPHONE_ANSWERS
+
+    class FourAnswers(FloorSession):
+        commands = _CHECKPHONE_ANSWERS
+
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(loop.create_server(FourAnswers, "127.0.0.1", 0))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        _, bucket = load(server.sockets[0].getsockname()[1])
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        server.close()
+    summary = bucket.summary()
+    assert summary["calls"] > 20 and summary["failed"] == 0, summary
+    assert summary["commands_per_call"] == 4
