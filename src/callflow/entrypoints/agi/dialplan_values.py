@@ -27,6 +27,7 @@ EXPRESSIONS: Tuple[Tuple[str, str], ...] = tuple(
 #: read back with the event's values: what an earlier attempt left in the channel
 PRIOR_ERROR = "CALLFLOW_ERROR"
 COMBINED_EXPRESSIONS: Tuple[Tuple[str, str], ...] = EXPRESSIONS + ((PRIOR_ERROR, f"${{{PRIOR_ERROR}}}"),)
+_COMBINED_NAMES = tuple(name for name, _ in COMBINED_EXPRESSIONS)
 SENTINEL = "callflow"
 _ENCODED_SENTINEL = base64.b64encode(SENTINEL.encode()).decode()
 _SEPARATOR = ","
@@ -54,8 +55,7 @@ def combined_expression(expressions: Sequence[Tuple[str, str]] = COMBINED_EXPRES
     return _SEPARATOR.join(parts)
 
 
-def split_combined(data: Optional[str], names: Sequence[str] = tuple(name for name, _ in COMBINED_EXPRESSIONS)
-                   ) -> Optional[Dict[str, str]]:
+def split_combined(data: Optional[str], names: Sequence[str] = _COMBINED_NAMES) -> Optional[Dict[str, str]]:
     """The values carried by a reply to ``combined_expression()``; None when it is not intact."""
     if data is None:
         return None

@@ -86,7 +86,7 @@ async def _answer(session: AgiSession, status: str, reason: str, prior_error: Op
     """CALLFLOW_ERROR is set to ``reason``, "" on OK (a dialplan that retried must not see the last
     attempt's reason), unless the channel is known to hold that already (ADR 0062)."""
     await session.set_variable("CALLFLOW_STATUS", status)
-    if prior_error is None or prior_error != reason:
+    if prior_error != reason:  # None: not read, so not known
         await session.set_variable("CALLFLOW_ERROR", reason)
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import gc
+import inspect
 import signal
 from typing import Any, Awaitable, Callable, Dict, Optional
 
