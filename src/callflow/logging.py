@@ -40,6 +40,7 @@ class RotatingLineFile:
         self._lock = threading.Lock()  # the relay's and the outbox's threads log too
         self._file = open(path, "ab", buffering=0)
         self._size = self._file.tell()
+        self._rotate_at = max_bytes  # pushed back by max_bytes after a rotation that failed
 
     def write_line(self, line: str) -> None:
         self.write_lines([line.encode("utf-8", "replace") + b"\n"])
@@ -48,34 +49,38 @@ class RotatingLineFile:
         """Whole lines (each ending in a newline), in order; rotation falls between lines."""
         with self._lock:
             chunk: List[bytes] = []
-            size = self._size
             for data in lines:
-                if size + len(data) > self._max_bytes and size > 0:
+                if self._size + len(data) > self._rotate_at and self._size > 0:
                     self._write(chunk)
                     chunk = []
                     self._rotate()
-                    size = 0
                 chunk.append(data)
-                size += len(data)
+                self._size += len(data)
             self._write(chunk)
-            self._size = size
 
     def _write(self, chunk: List[bytes]) -> None:
         if chunk:
             self._file.write(chunk[0] if len(chunk) == 1 else b"".join(chunk))
 
     def _rotate(self) -> None:
+        """Shift the backups. When that fails (a directory made read-only, a full disk) the lines
+        go on into the file as it is, and the next try waits until it has grown by ``max_bytes``."""
         self._file.close()
-        for index in range(self._backups - 1, 0, -1):
-            older = Path(f"{self._path}.{index}")
-            if older.exists():
-                os.replace(older, f"{self._path}.{index + 1}")
-        if self._backups > 0:
-            os.replace(self._path, f"{self._path}.1")
-        else:
-            os.truncate(self._path, 0)
+        try:
+            for index in range(self._backups - 1, 0, -1):
+                older = Path(f"{self._path}.{index}")
+                if older.exists():
+                    os.replace(older, f"{self._path}.{index + 1}")
+            if self._backups > 0:
+                os.replace(self._path, f"{self._path}.1")
+            else:
+                os.truncate(self._path, 0)
+            rotated = True
+        except OSError:
+            rotated = False
         self._file = open(self._path, "ab", buffering=0)
-        self._size = 0
+        self._size = self._file.tell()
+        self._rotate_at = self._max_bytes if rotated else self._size + self._max_bytes
 
     def close(self) -> None:
         with self._lock:

@@ -92,3 +92,24 @@ def test_the_flusher_writes_batched_lines_within_its_interval(tmp_path):
         assert json.loads(console.getvalue())["event"] == "routine"
     finally:
         configure_logging("INFO", log_file=None, console=None, cache=False)
+
+
+def test_a_rotation_that_fails_loses_no_line(tmp_path, monkeypatch):
+    """Renaming the file fails (a read-only directory, a full disk): every line still reaches the
+    file, which grows past max_bytes; rotation is tried again once it has grown by max_bytes."""
+    import os as os_module
+
+    path = tmp_path / "callflow.log"
+    sink = RotatingLineFile(path, max_bytes=100, backups=2)
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise PermissionError("read-only directory")
+
+    monkeypatch.setattr(os_module, "replace", refuse)
+    for index in range(8):
+        sink.write_line(f"line {index} " + "x" * 30)
+    sink.close()
+    assert [line.split()[1] for line in path.read_text().splitlines()] == [str(i) for i in range(8)]
+    assert len(attempts) == 3  # once per 100 bytes of growth (304 in all), not on every line past 100
