@@ -144,3 +144,59 @@ async def test_eof_before_the_header_ends_the_connection(sent, kind):
     connection.eof_received()
     assert owner.headers == [] and owner.released == [connection] and transport.closed
     assert sample("callflow_agi_protocol_errors_total", kind="header_truncated") == before + (kind != "probe")
+
+
+async def test_a_sequence_sends_each_command_only_after_the_previous_reply():
+    """exchange_all: one command on the wire at a time, the next written as a reply is read, even
+    past an unsolicited HANGUP and a provisional 100; the replies come back in order."""
+    connection, transport, _ = connect()
+    connection.data_received(HEADER)
+    commands = [b"SET VARIABLE A 1\n", b"SET VARIABLE B 2\n", b"SET VARIABLE C 3\n"]
+    sequence = asyncio.ensure_future(connection.exchange_all(commands))
+    await asyncio.sleep(0)
+    assert transport.written == commands[:1]
+    connection.data_received(b"HANGUP\n200 result=1\n")
+    assert transport.written == commands[:2]  # written from the reply's callback, no loop turn
+    connection.data_received(b"100 result=0 Trying...\n")
+    assert transport.written == commands[:2]
+    connection.data_received(b"200 result=1\n")
+    assert transport.written == commands
+    assert not sequence.done()
+    connection.data_received(b"511 Command Not Permitted on a dead channel or intercept routine\n")
+    replies = await sequence
+    assert [reply.code for reply in replies] == [200, 200, 511] and connection.replies.hung_up
+
+
+async def test_a_sequence_cut_by_a_deadline_sends_nothing_more_and_the_next_command_resyncs():
+    """Cut after its first reply: the rest is never sent; the reply then owed is awaited (and
+    dropped) before the next command goes out, which gets its own reply."""
+    connection, transport, _ = connect()
+    connection.data_received(HEADER)
+    sequence = asyncio.ensure_future(connection.exchange_all([b"SET VARIABLE A 1\n", b"SET VARIABLE B 2\n",
+                                                              b"SET VARIABLE C 3\n"]))
+    await asyncio.sleep(0)
+    connection.data_received(b"200 result=1\n")
+    assert len(transport.written) == 2
+    sequence.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sequence
+    later = asyncio.ensure_future(connection.exchange(b"GET VARIABLE X\n"))
+    await asyncio.sleep(0)
+    assert transport.written == [b"SET VARIABLE A 1\n", b"SET VARIABLE B 2\n"]
+    connection.data_received(b"200 result=1\n")  # B's reply, late
+    await asyncio.sleep(0)
+    assert transport.written[-1] == b"GET VARIABLE X\n" and len(transport.written) == 3
+    connection.data_received(b"200 result=1 (x)\n")
+    assert (await later).data == "x"
+
+
+async def test_eof_in_the_middle_of_a_sequence_closes_the_session():
+    connection, transport, _ = connect()
+    connection.data_received(HEADER)
+    sequence = asyncio.ensure_future(connection.exchange_all([b"SET VARIABLE A 1\n", b"SET VARIABLE B 2\n"]))
+    await asyncio.sleep(0)
+    connection.data_received(b"200 result=1\n")
+    connection.connection_lost(None)
+    with pytest.raises(AgiSessionClosed):
+        await sequence
+    assert len(transport.written) == 2

@@ -70,7 +70,6 @@ async def _resolved(provided: Any) -> Any:
 
 
 async def answer(session: AgiSession, result: PolicyResult) -> None:
-    """One SET VARIABLE per variable, one at a time, CALLFLOW_STATUS last (ADR 0021)."""
+    """One SET VARIABLE per variable, one at a time, CALLFLOW_STATUS last (ADR 0021, 0018)."""
     structlog.contextvars.bind_contextvars(policy=result.policy)
-    for name, value in result.variables():
-        await session.set_variable(name, value)
+    await session.set_variables(result.variables())

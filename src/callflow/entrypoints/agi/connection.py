@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from callflow.entrypoints.agi import observe
 from callflow.entrypoints.agi.protocol import AgiProtocolError, ReplyReader
@@ -49,6 +49,8 @@ class AgiConnection(asyncio.Protocol):
         self._waiter: Optional["asyncio.Future[AgiReply]"] = None
         self._owed = 0  # commands sent whose final reply has not arrived (a deadline cut the wait)
         self._busy = False
+        self._next: Optional[List[bytes]] = None  # a sequence's commands still to send (exchange_all)
+        self._collected: List[AgiReply] = []  # a sequence's replies so far
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -148,9 +150,25 @@ class AgiConnection(asyncio.Protocol):
         self._owed -= 1
         waiter = self._waiter
         if self._owed == 0 and waiter is not None:
+            if self._next is not None:
+                return self._sequence_reply(waiter, reply)
             self._waiter = None
             if not waiter.done():  # done: cancelled by a deadline; the reply is dropped
                 waiter.set_result(reply)
+
+    def _sequence_reply(self, waiter: "asyncio.Future[Any]", reply: AgiReply) -> None:
+        """A reply within ``exchange_all``: the next command goes out from here, at once."""
+        if waiter.done():  # cut by a deadline: send nothing more
+            self._waiter, self._next = None, None
+            return
+        self._collected.append(reply)
+        if self._next:
+            assert self.transport is not None
+            self.transport.write(self._next.pop(0))
+            self._owed = 1
+            return
+        self._waiter, self._next = None, None
+        waiter.set_result(self._collected)
 
     def _oversized(self) -> None:
         self._buffer = b""
@@ -192,6 +210,30 @@ class AgiConnection(asyncio.Protocol):
             return await self._reply()
         finally:
             self._busy = False
+
+    async def exchange_all(self, commands: Sequence[bytes]) -> List[AgiReply]:
+        """Send encoded commands one at a time, each once the previous one's final reply is read
+        (no pipelining), and return their replies. The next command is written from the reply's
+        own callback: the task wakes once for the sequence, not once per command (ADR 0018)."""
+        if len(commands) < 2:
+            return [await self.exchange(data) for data in commands]
+        if self._busy:
+            raise RuntimeError("one AGI command at a time: await the previous command first")
+        if self.closed is not None:
+            raise AgiSessionClosed(self.closed)
+        self._busy = True
+        try:
+            if self._owed:
+                await self._reply()
+            assert self.transport is not None
+            self._next, self._collected = list(commands[1:]), []
+            waiter = self._reply()
+            self.transport.write(commands[0])
+            self._owed = 1
+            return await waiter  # type: ignore[no-any-return]
+        finally:
+            self._busy = False
+            self._next = None
 
     def _reply(self) -> "asyncio.Future[AgiReply]":
         waiter = self._waiter = self.loop.create_future()

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
 
 from panoramisk.fast_agi import Application
 
@@ -104,14 +104,22 @@ class FastAgiSession(AgiSession):
         return (reply.data or "") if reply.result == "1" else None
 
     async def set_variable(self, name: str, value: str) -> bool:
-        data = _SET_COMMANDS.get((name, value))
-        if data is None:
-            data = _set_command(name, value)
-        reply = await self.connection.exchange(data)
+        return self._was_set(name, value, await self.connection.exchange(_set_bytes(name, value)))
+
+    async def set_variables(self, pairs: Sequence[Tuple[str, str]]) -> List[bool]:
+        replies = await self.connection.exchange_all([_set_bytes(name, value) for name, value in pairs])
+        return [self._was_set(name, value, reply) for (name, value), reply in zip(pairs, replies)]
+
+    def _was_set(self, name: str, value: str, reply: AgiReply) -> bool:
         done = reply.code == 200 and reply.result == "1"
         if done and name == "CALLFLOW_STATUS":
             self.status = value
         return done
+
+
+def _set_bytes(name: str, value: str) -> bytes:
+    data = _SET_COMMANDS.get((name, value))
+    return _set_command(name, value) if data is None else data
 
 
 def _set_command(name: str, value: str) -> bytes:

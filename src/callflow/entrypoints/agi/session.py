@@ -6,7 +6,7 @@ with a scripted fake. Routes depend only on this module.
 from __future__ import annotations
 
 import abc
-from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 
 class AgiReply(NamedTuple):
@@ -93,6 +93,15 @@ class AgiSession(abc.ABC):
         True on ``200 result=1``. ``ValueError`` for a value holding a line break or NUL, or a
         command longer than Asterisk reads in one line (2047 bytes).
         """
+
+
+    async def set_variables(self, pairs: Sequence[Tuple[str, str]]) -> List[bool]:
+        """``SET VARIABLE`` for each ``(name, value)``, in order, one at a time; True for each set.
+
+        An implementation may send them faster (``FastAgiSession``: from the reply callbacks) but
+        never two at once.
+        """
+        return [await self.set_variable(name, value) for name, value in pairs]
 
 
 class Route(abc.ABC):
