@@ -196,17 +196,9 @@ class AgiConnection(asyncio.Protocol):
     async def exchange(self, data: bytes) -> AgiReply:
         """Send one encoded command and wait for its final reply. One at a time; a reply a deadline
         left unread is awaited (and dropped) first, so this command gets its own reply (ADR 0012)."""
-        if self._busy:
-            raise RuntimeError("one AGI command at a time: await the previous command first")
-        if self.closed is not None:
-            raise AgiSessionClosed(self.closed)
-        self._busy = True
+        await self._claim()
         try:
-            if self._owed:
-                await self._reply()
-            assert self.transport is not None
-            self.transport.write(data)
-            self._owed = 1
+            self._write(data)
             return await self._reply()
         finally:
             self._busy = False
@@ -217,23 +209,34 @@ class AgiConnection(asyncio.Protocol):
         own callback: the task wakes once for the sequence, not once per command (ADR 0018)."""
         if len(commands) < 2:
             return [await self.exchange(data) for data in commands]
+        await self._claim()
+        try:
+            self._next, self._collected = list(commands[1:]), []
+            waiter = self._reply()
+            self._write(commands[0])
+            return await waiter  # type: ignore[no-any-return]
+        finally:
+            self._busy = False
+            self._next = None
+
+    async def _claim(self) -> None:
+        """The channel is this command's: none in progress, the session open, late replies read."""
         if self._busy:
             raise RuntimeError("one AGI command at a time: await the previous command first")
         if self.closed is not None:
             raise AgiSessionClosed(self.closed)
         self._busy = True
-        try:
-            if self._owed:
+        if self._owed:
+            try:
                 await self._reply()
-            assert self.transport is not None
-            self._next, self._collected = list(commands[1:]), []
-            waiter = self._reply()
-            self.transport.write(commands[0])
-            self._owed = 1
-            return await waiter  # type: ignore[no-any-return]
-        finally:
-            self._busy = False
-            self._next = None
+            except BaseException:
+                self._busy = False
+                raise
+
+    def _write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+        self._owed = 1
 
     def _reply(self) -> "asyncio.Future[AgiReply]":
         waiter = self._waiter = self.loop.create_future()
