@@ -58,10 +58,38 @@ def test_log_lines_of_a_verb_go_to_stderr_not_stdout(capsys, monkeypatch):
 
     monkeypatch.setattr(cli, "COMMAND_MODULES", ())
     parser = cli.build_parser()
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(cli, "build_parser", lambda command=None: parser)
     sub = parser._subparsers._group_actions[0]
     sub.add_parser("noisy").set_defaults(func=noisy)
     assert cli.main(["noisy"]) == 0
     out, err = capsys.readouterr()
     assert out == "payload\n"
     assert "redis not reachable" in err
+
+
+def test_top_level_help_lists_every_command_without_importing_one():
+    """``callflow --help`` answers at once: no command module (nor Redis, RabbitMQ, the container)
+    is imported for it, and it reads the same as the full command tree's help."""
+    import subprocess
+    import sys
+
+    from callflow.entrypoints import cli
+
+    assert cli.build_parser(None).format_help() == cli.build_parser().format_help()
+    probe = ("import sys\nfrom callflow.entrypoints.cli import main\ntry:\n    main(['--help'])\n"
+             "except SystemExit:\n    pass\nprint(sorted(m for m in sys.modules if m.startswith(('callflow.entrypoints.commands',"
+             " 'callflow.containers', 'aio_pika', 'redis', 'dependency_injector'))))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_a_command_imports_only_its_own_module():
+    """``callflow config show`` needs neither Redis nor RabbitMQ nor the container."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom callflow.entrypoints.cli import main\nmain(['config', 'show'])\n"
+             "print(sorted(m for m in sys.modules if m.startswith(('callflow.entrypoints.commands.',"
+             " 'callflow.containers', 'aio_pika'))))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "['callflow.entrypoints.commands.config']"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from callflow import __version__
 from callflow.logging import configure_logging
@@ -22,22 +22,53 @@ COMMAND_MODULES = (
     "callflow.entrypoints.commands.outbox",
     "callflow.entrypoints.commands.config",
 )
+#: each command's one-line help and the module that registers it: a command's module (and the
+#: libraries it needs: Redis, RabbitMQ, the container) is imported only when that command runs
+COMMANDS: Dict[str, Tuple[str, str]] = {
+    "serve": ("run the FastAGI server", COMMAND_MODULES[0]),
+    "stats": ("calls of a customer per status (Redis stats:calls:* sets)", COMMAND_MODULES[1]),
+    "blacklist": ("blocked numbers (Redis phone:blacklist:*, entries expire)", COMMAND_MODULES[2]),
+    "vip": ("VIP numbers (Redis set phone:vip)", COMMAND_MODULES[2]),
+    "events": ("follow call events on RabbitMQ", COMMAND_MODULES[3]),
+    "outbox": ("the local outbox of events not yet confirmed by RabbitMQ", COMMAND_MODULES[4]),
+    "config": ("show the configuration in effect", COMMAND_MODULES[5]),
+}
+_EVERY_COMMAND = "*"
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_help(name: str) -> str:
+    return COMMANDS[name][0]
+
+
+def build_parser(command: Optional[str] = _EVERY_COMMAND) -> argparse.ArgumentParser:
+    """The whole command tree; with ``command``, only that command's module is imported and the
+    others are listed by name and help (``callflow --help`` imports none; None: none either)."""
     parser = argparse.ArgumentParser(prog="callflow", description="FastAGI server for Asterisk call centers.")
     parser.add_argument("--version", action="version", version=f"callflow {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    wanted = {module for _, module in COMMANDS.values()} if command == _EVERY_COMMAND else (
+        {COMMANDS[command][1]} if command in COMMANDS else set())
+    for module in COMMAND_MODULES:
+        if module in wanted:
+            importlib.import_module(module).register(subparsers)
+    for name, (summary, _) in COMMANDS.items():
+        if name not in subparsers.choices:
+            subparsers.add_parser(name, help=summary)
     return parser
 
 
+def _command_word(argv: List[str]) -> Optional[str]:
+    """The command asked for: the first argument that is not an option (the top level has only
+    ``--help`` and ``--version``, which take no value)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command_word(argv))
     args = parser.parse_args(argv)
     # stdout carries the verbs' output (lists, CSV, JSON): log lines go to stderr, warnings and up;
     # `serve` configures its own logging

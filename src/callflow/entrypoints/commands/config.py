@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import SecretStr, ValidationError
 
 from callflow.config import Settings
+from callflow.entrypoints.cli import command_help
 
 MASK = "****"
 _SECRET_QUERY_KEYS = ("pass", "secret", "token", "key")
@@ -22,7 +23,7 @@ _EFFECTIVE = {"outbox_path": "outbox_file", "log_file": "log_path"}  # unset mea
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
     parser = subparsers.add_parser(
-        "config", help="show the configuration in effect",
+        "config", help=command_help("config"),
         description="Inspect callflow's configuration (CALLFLOW_* variables, .env, defaults).",
     )
     verbs = parser.add_subparsers(dest="config_verb", metavar="VERB")

@@ -6,7 +6,7 @@ import asyncio
 import sys
 
 from callflow.containers import Application, build_application
-from callflow.entrypoints.cli import EXIT_UNAVAILABLE
+from callflow.entrypoints.cli import EXIT_UNAVAILABLE, command_help
 from callflow.entrypoints.commands import lists_verbs as verbs
 from callflow.entrypoints.commands.config import load_settings
 from callflow.service_layer.phone_list_admin import BLACKLIST, LIST_NAMES
@@ -14,8 +14,6 @@ from callflow.service_layer.ports import PhoneListsUnavailable
 
 # no caller waits on an operator's command: give Redis more time than a live call gets
 _ADMIN_REDIS_TIMEOUT_MS = 5000
-_LIST_HELP = {BLACKLIST: "blocked numbers (Redis phone:blacklist:*, entries expire)",
-              "vip": "VIP numbers (Redis set phone:vip)"}
 _DESCRIPTION = (
     "Numbers are read exactly as checkphone reads them and stored in canonical form (84912406496 for "
     "0912406496, +84912406496, 0084912406496); remove deletes every form checkphone would find. Exit "
@@ -31,7 +29,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def _register_list(subparsers: "argparse._SubParsersAction", name: str) -> None:
-    parser = subparsers.add_parser(name, help=_LIST_HELP[name], description=_DESCRIPTION)
+    parser = subparsers.add_parser(name, help=command_help(name), description=_DESCRIPTION)
     sub_parsers = parser.add_subparsers(dest="list_verb", metavar="VERB")
     sub_parsers.required = True
 

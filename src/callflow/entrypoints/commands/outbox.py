@@ -11,13 +11,14 @@ from typing import Optional
 
 from callflow.adapters.clock import SystemClock
 from callflow.adapters.sqlite_outbox_store import read_status
+from callflow.entrypoints.cli import command_help
 from callflow.entrypoints.commands.config import load_settings
 from callflow.service_layer.ports import OutboxUnavailable
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
     parser = subparsers.add_parser(
-        "outbox", help="the local outbox of events not yet confirmed by RabbitMQ",
+        "outbox", help=command_help("outbox"),
         description="Inspect the outbox (CALLFLOW_OUTBOX_PATH): the durable queue of events that "
                     "Asterisk was told OK for and RabbitMQ has not confirmed yet.",
     )

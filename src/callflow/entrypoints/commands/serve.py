@@ -16,6 +16,7 @@ from callflow.config import Settings
 from callflow.containers import build_application
 from callflow.entrypoints.agi.routes import build_routes
 from callflow.entrypoints.agi.server import AgiServer
+from callflow.entrypoints.cli import command_help
 from callflow.entrypoints.commands.config import load_settings
 from callflow.entrypoints.http import OpsHttpServer, ReadinessCheck, broker_check, redis_check
 from callflow.logging import configure_logging, flush_logs, get_logger
@@ -28,7 +29,7 @@ YOUNG_GC_THRESHOLD = 20_000
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
-    parser = subparsers.add_parser("serve", help="run the FastAGI server",
+    parser = subparsers.add_parser("serve", help=command_help("serve"),
                                    description="Run the FastAGI server until SIGTERM (then drain and exit 0).")
     parser.add_argument("--host", help="address to listen on (default CALLFLOW_AGI_HOST)")
     parser.add_argument("--port", type=int, help="FastAGI port (default CALLFLOW_AGI_PORT; 0 = any free port)")

@@ -10,6 +10,7 @@ from typing import Dict, List, Optional
 from callflow.config import Settings
 from callflow.containers import build_application
 from callflow.domain.identifiers import identifier_problem
+from callflow.entrypoints.cli import command_help
 from callflow.entrypoints.commands.config import load_settings
 from callflow.service_layer.ports import CallStats, CallStatsUnavailable
 
@@ -19,7 +20,7 @@ _ADMIN_REDIS_TIMEOUT_MS = 5000
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
     parser = subparsers.add_parser(
-        "stats", help="calls of a customer per status (Redis stats:calls:* sets)",
+        "stats", help=command_help("stats"),
         description="Without STATUS: each call status of CUSTOMER with its number of calls and when its "
                     "set expires. With STATUS: the call ids in that set, one per line. Exit status 1 "
                     "when nothing is recorded, 3 when Redis cannot be reached.",
