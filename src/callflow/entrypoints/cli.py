@@ -42,6 +42,15 @@ def command_help(name: str) -> str:
     return COMMANDS[name][0]
 
 
+def add_command_group(subparsers: "argparse._SubParsersAction", name: str, description: str,
+                      verb_dest: str) -> "argparse._SubParsersAction":
+    """``callflow NAME VERB ...``: the command, its help from ``COMMANDS``; returns its verbs."""
+    parser = subparsers.add_parser(name, help=command_help(name), description=description)
+    verbs = parser.add_subparsers(dest=verb_dest, metavar="VERB")
+    verbs.required = True
+    return verbs
+
+
 def build_parser(command: Optional[str] = _EVERY_COMMAND) -> argparse.ArgumentParser:
     """The whole command tree; with ``command``, only that command's module is imported and the
     others are listed by name and help (``callflow --help`` imports none; None: none either)."""
@@ -49,7 +58,7 @@ def build_parser(command: Optional[str] = _EVERY_COMMAND) -> argparse.ArgumentPa
     parser.add_argument("--version", action="version", version=f"callflow {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    wanted = {module for _, module in COMMANDS.values()} if command == _EVERY_COMMAND else (
+    wanted = set(COMMAND_MODULES) if command == _EVERY_COMMAND else (
         {COMMANDS[command][1]} if command in COMMANDS else set())
     for module in COMMAND_MODULES:
         if module in wanted:

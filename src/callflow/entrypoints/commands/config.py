@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import SecretStr, ValidationError
 
 from callflow.config import Settings
-from callflow.entrypoints.cli import command_help
+from callflow.entrypoints.cli import add_command_group
 
 MASK = "****"
 _SECRET_QUERY_KEYS = ("pass", "secret", "token", "key")
@@ -22,12 +22,8 @@ _EFFECTIVE = {"outbox_path": "outbox_file", "log_file": "log_path"}  # unset mea
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
-    parser = subparsers.add_parser(
-        "config", help=command_help("config"),
-        description="Inspect callflow's configuration (CALLFLOW_* variables, .env, defaults).",
-    )
-    verbs = parser.add_subparsers(dest="config_verb", metavar="VERB")
-    verbs.required = True
+    verbs = add_command_group(subparsers, "config", "Inspect callflow's configuration (CALLFLOW_* variables, "
+                              ".env, defaults).", "config_verb")
     show = verbs.add_parser(
         "show", help="print every setting in effect, secrets masked",
         description="Print every setting as CALLFLOW_NAME=value, as the server would read it now "

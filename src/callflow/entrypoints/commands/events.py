@@ -21,7 +21,7 @@ from aiormq.exceptions import AMQPError
 from callflow.adapters.rabbitmq_topology import declare_exchange
 from callflow.domain.envelope import EXCHANGE, routing_key_for
 from callflow.domain.identifiers import identifier_problem
-from callflow.entrypoints.cli import command_help
+from callflow.entrypoints.cli import add_command_group
 from callflow.entrypoints.commands.config import load_settings, mask_secret
 
 _CONNECT_TIMEOUT_S = 10.0
@@ -31,12 +31,8 @@ _LOST = object()  # put on the local queue when the connection goes away
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
-    parser = subparsers.add_parser(
-        "events", help=command_help("events"),
-        description="Follow the call events callflow publishes on exchange call.events.",
-    )
-    verbs = parser.add_subparsers(dest="events_verb", metavar="VERB")
-    verbs.required = True
+    verbs = add_command_group(subparsers, "events", "Follow the call events callflow publishes on exchange "
+                              "call.events.", "events_verb")
     tail = verbs.add_parser(
         "tail", help="print a customer's events as they are published",
         description="Print each event published for CUSTOMER (routing key call.events.CUSTOMER), one JSON "

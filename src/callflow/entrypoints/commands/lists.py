@@ -6,7 +6,7 @@ import asyncio
 import sys
 
 from callflow.containers import Application, build_application
-from callflow.entrypoints.cli import EXIT_UNAVAILABLE, command_help
+from callflow.entrypoints.cli import EXIT_UNAVAILABLE, add_command_group
 from callflow.entrypoints.commands import lists_verbs as verbs
 from callflow.entrypoints.commands.config import load_settings
 from callflow.service_layer.phone_list_admin import BLACKLIST, LIST_NAMES
@@ -29,9 +29,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def _register_list(subparsers: "argparse._SubParsersAction", name: str) -> None:
-    parser = subparsers.add_parser(name, help=command_help(name), description=_DESCRIPTION)
-    sub_parsers = parser.add_subparsers(dest="list_verb", metavar="VERB")
-    sub_parsers.required = True
+    sub_parsers = add_command_group(subparsers, name, _DESCRIPTION, "list_verb")
 
     def verb(verb_name: str, run: verbs.Verb, summary: str, description: str,
              writes: bool = False) -> argparse.ArgumentParser:

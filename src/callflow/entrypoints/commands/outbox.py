@@ -11,19 +11,15 @@ from typing import Optional
 
 from callflow.adapters.clock import SystemClock
 from callflow.adapters.sqlite_outbox_store import read_status
-from callflow.entrypoints.cli import command_help
+from callflow.entrypoints.cli import add_command_group
 from callflow.entrypoints.commands.config import load_settings
 from callflow.service_layer.ports import OutboxUnavailable
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
-    parser = subparsers.add_parser(
-        "outbox", help=command_help("outbox"),
-        description="Inspect the outbox (CALLFLOW_OUTBOX_PATH): the durable queue of events that "
-                    "Asterisk was told OK for and RabbitMQ has not confirmed yet.",
-    )
-    verbs = parser.add_subparsers(dest="outbox_verb", metavar="VERB")
-    verbs.required = True
+    verbs = add_command_group(subparsers, "outbox", "Inspect the outbox (CALLFLOW_OUTBOX_PATH): the durable "
+                              "queue of events that Asterisk was told OK for and RabbitMQ has not confirmed yet.",
+                              "outbox_verb")
     status = verbs.add_parser(
         "status", help="how many events wait, and for how long",
         description="Print the outbox file, the number of events waiting and the age of the oldest. "
