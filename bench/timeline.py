@@ -72,7 +72,7 @@ def instrument(calls: List[List[Tuple[str, float]]]) -> None:
     """Wrap callflow's steps; each finished call's marks are appended to ``calls``."""
     from callflow.adapters.sqlite_outbox import SQLiteOutbox
     from callflow.domain.call_event_factory import BuiltEvent, CallEventFactory
-    from callflow.entrypoints.agi import checkphone, event, observe
+    from callflow.entrypoints.agi import event, observe
     from callflow.entrypoints.agi.connection import AgiConnection
     from callflow.entrypoints.agi.fastagi import FastAgiApplication
     from callflow.service_layer.check_phone import CheckPhone
@@ -122,7 +122,6 @@ def instrument(calls: List[List[Tuple[str, float]]]) -> None:
     _wrap_async(OutboxEventDelivery, "submit", None, "custody known to the route")
     _wrap_async(CheckPhone, "execute", "lookup", "lookup done")
     _wrap_sync(observe.session_context, "__exit__", "summary line", "summary line written")
-    del checkphone
 
 
 def _serve(out: Path) -> int:

@@ -85,7 +85,8 @@ class SQLiteOutbox:
         self._failure = "outbox closed"
 
     def _submit(self, kind: str, arg: Any) -> "asyncio.Future[Any]":
-        future = asyncio.get_running_loop().create_future()
+        # the loop the outbox thread reports to (asked for once, in open(): ADR 0053)
+        future = (self._loop or asyncio.get_running_loop()).create_future()
         if self._failure is not None:
             future.set_exception(OutboxUnavailable(self._failure))
         else:
