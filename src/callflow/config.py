@@ -109,6 +109,24 @@ class Settings(BaseSettings):
         "auto", pattern="^(auto|console|json)$", description="Console log format: auto = pretty on a TTY."
     )
 
+    # --- connection limits and the ops port (ADR 0080, 0081) ----------------------------------------
+    max_header_connections: int = Field(
+        4096, ge=1,
+        description="Connections accepted whose agi_* header has not arrived yet (they hold no session); "
+                    "over it the oldest such connection (waiting 0.1 s or more) is closed, else the new one.",
+    )
+    max_header_connections_per_peer: int = Field(
+        2048, ge=1, description="The same bound per source address: its oldest waiting connection is closed first.",
+    )
+    http_max_connections: int = Field(
+        64, ge=1, description="Concurrent connections to the metrics and health server; more are closed at once.",
+    )
+    http_allowed_networks: str = Field(
+        "",
+        description="Comma-separated source networks allowed on the metrics and health port "
+                    "(empty: those of CALLFLOW_ALLOWED_NETWORKS); loopback is always allowed.",
+    )
+
     @field_validator("log_level")
     @classmethod
     def _upper_level(cls, value: str) -> str:
@@ -121,6 +139,13 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_networks(cls, value: str) -> str:
         _parse_networks(value)
+        return value
+
+    @field_validator("http_allowed_networks")
+    @classmethod
+    def _valid_http_networks(cls, value: str) -> str:
+        if value.strip():
+            _parse_networks(value)
         return value
 
     @field_validator("timezone")
@@ -147,6 +172,12 @@ class Settings(BaseSettings):
     @property
     def allowed_network_list(self) -> Tuple[IpNetwork, ...]:
         return _parse_networks(self.allowed_networks)
+
+    @property
+    def http_allowed_network_list(self) -> Tuple[IpNetwork, ...]:
+        """The ops port's sources: its own list, else the AGI one; loopback always."""
+        own = self.http_allowed_networks if self.http_allowed_networks.strip() else self.allowed_networks
+        return _parse_networks(own) + _parse_networks("127.0.0.0/8,::1/128")
 
     @property
     def terminal_status_set(self) -> frozenset:

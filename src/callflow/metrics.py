@@ -35,9 +35,10 @@ PROTOCOL_ERRORS = Counter(
 )
 REJECTED_CONNECTIONS = Counter(
     "callflow_agi_rejected_connections_total",
-    "Connections refused (source_not_allowed, draining) or answered by the fallback at once "
+    "Connections refused (source_not_allowed, draining, header_phase_full) or answered by the fallback at once "
     "(overloaded: over the session cap; loop_lag: the event loop ran behind) or closed without a word "
-    "(overloaded_closed: the loop ran too far behind for a fallback)",
+    "(overloaded_closed: the loop ran too far behind for a fallback; header_displaced: still waiting for "
+    "its header when the header-phase bound was reached)",
     ["reason"],
     registry=REGISTRY,
 )

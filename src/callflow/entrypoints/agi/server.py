@@ -16,6 +16,7 @@ from callflow.config import Settings
 from callflow.entrypoints.agi.access import RejectionLog, SourceNetworks
 from callflow.entrypoints.agi.connection import AgiConnection
 from callflow.entrypoints.agi.fastagi import AgiLimits, FastAgiApplication, FastAgiSession
+from callflow.entrypoints.agi.header_phase import HeaderPhase, HeaderPhaseFull
 from callflow.entrypoints.agi.lag import LoopLag
 from callflow.entrypoints.agi.listener import Listener, bind
 from callflow.entrypoints.agi.observe import log
@@ -44,6 +45,9 @@ class AgiServer:
         self._sources = SourceNetworks(settings.allowed_network_list)
         self._rejections = RejectionLog()
         self._live: Dict[AgiConnection, Served] = {}  # connections in flight, with their session once read
+        # waiting for their header: bounded apart, never counted as sessions (ADR 0080)
+        self._header_phase = HeaderPhase(settings.max_header_connections, settings.max_header_connections_per_peer)
+        self._sessions = 0  # connections whose header is complete: what max_sessions bounds
         self._idle: Optional[asyncio.Event] = None
         self._listener: Optional[Listener] = None
         self.draining = False
@@ -72,7 +76,7 @@ class AgiServer:
         loop = asyncio.get_running_loop()
         self._listener = Listener(lambda: AgiConnection(self, limits, loop), sockets)
         self._lag.start()
-        metrics.SESSIONS_IN_FLIGHT.set_function(lambda: len(self._live))  # read at scrape time, free per call
+        metrics.SESSIONS_IN_FLIGHT.set_function(lambda: self._sessions)  # read at scrape time, free per call
         metrics.EVENT_LOOP_LAG.set_function(self._lag.behind_s)
         log.info("agi server listening", addresses=[f"{h}:{p}" for h, p in self.addresses],
                  routes=self._app.route_names(), max_sessions=settings.max_sessions)
@@ -80,25 +84,46 @@ class AgiServer:
 
     # --- what AgiConnection asks ------------------------------------------------------------------
     def admit(self, connection: AgiConnection, peername: Any) -> Optional[bool]:
-        """None: refuse (closed at once); False: over the cap (the fallback answers); True: serve."""
+        """None: refuse (closed at once); True: wait for its header. A waiting connection holds no
+        session slot; over the header-phase bounds the oldest waiting one is closed (ADR 0080)."""
         host = peername[0] if isinstance(peername, tuple) else ""
         if not self._sources.allows(host):
             return self._refuse("source_not_allowed", host)
         if self.draining:
             return self._refuse("draining", host)
-        admitted = len(self._live) < self._settings.max_sessions
-        if not admitted:  # answered at once by the route's fallback, never queued
-            metrics.REJECTED_CONNECTIONS.labels("overloaded").inc()
-            self._rejections.note("overloaded", host, len(self._live))
+        try:
+            displaced = self._header_phase.add(connection, host, connection.started_at)
+        except HeaderPhaseFull:  # a burst larger than the bound, none waiting long: this one goes
+            return self._refuse("header_phase_full", host)
+        for waiting in displaced:
+            metrics.REJECTED_CONNECTIONS.labels("header_displaced").inc()
+            self._rejections.note("header_displaced", host, len(self._live))
+            waiting.abort()  # type: ignore[attr-defined]
+            self.release(waiting)  # type: ignore[arg-type]
         self._live[connection] = None
-        return admitted
+        return True
 
     def on_header(self, connection: AgiConnection, block: bytes) -> None:
+        """The header is complete: a session now, served in full or, over the cap, by the fallback."""
+        self._header_phase.discard(connection)
+        admitted = self._sessions < self._settings.max_sessions
+        if not admitted:  # answered at once by the route's fallback, never queued
+            metrics.REJECTED_CONNECTIONS.labels("overloaded").inc()
+            self._rejections.note("overloaded", connection.peer, self._sessions)
+        connection.admitted = admitted
+        self._sessions += 1
         session = self._app.session(connection, parse_header(block))
         self._live[connection] = (session, connection.loop.create_task(self._serve(connection, session)))
 
     def release(self, connection: AgiConnection) -> None:
-        if self._live.pop(connection, _GONE) is not _GONE and not self._live and self._idle is not None:
+        served = self._live.pop(connection, _GONE)
+        if served is _GONE:
+            return
+        if served is None:
+            self._header_phase.discard(connection)
+        else:
+            self._sessions -= 1
+        if not self._live and self._idle is not None:
             self._idle.set()
 
     async def _serve(self, connection: AgiConnection, session: FastAgiSession) -> None:
