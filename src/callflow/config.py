@@ -8,6 +8,7 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -141,6 +142,24 @@ class Settings(BaseSettings):
         _parse_networks(value)
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: SecretStr) -> SecretStr:
+        problem = _url_problem(value.get_secret_value(), _REDIS_SCHEMES)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _valid_amqp_url(cls, value: SecretStr) -> SecretStr:
+        urls = value.get_secret_value().split(",")  # several URLs: tried in order (SPEC §4)
+        for number, url in enumerate(urls, 1):
+            problem = _url_problem(url, _AMQP_SCHEMES)
+            if problem:
+                raise ValueError(problem if len(urls) == 1 else f"URL {number}: {problem}")
+        return value
+
     @field_validator("http_allowed_networks")
     @classmethod
     def _valid_http_networks(cls, value: str) -> str:
@@ -201,3 +220,60 @@ def _parse_networks(value: str) -> Tuple[IpNetwork, ...]:
     if not networks:
         raise ValueError("allowed_networks names no network")
     return tuple(networks)
+
+
+# --- URL checks: syntax only, so a typo stops the start at once (ADR 0081); the adapters parse them.
+# Messages never quote the URL: it may hold a password.
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+_AMQP_SCHEMES = ("amqp", "amqps")
+_MANY_HOSTS = ("redis+sentinel", "redis+cluster")  # HOST:PORT[,HOST:PORT...]
+
+
+def _url_problem(url: str, schemes: Tuple[str, ...]) -> str:
+    """Why ``url`` cannot be a URL of one of ``schemes`` (host, port, database syntax), or ""."""
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"not a URL ({exc})"
+    scheme = parts.scheme.lower()
+    if "://" not in url or scheme not in schemes:
+        expected = ", ".join(s + "://" for s in schemes)
+        if scheme and "://" in url:
+            return f"the scheme {scheme}:// is not one of {expected}"
+        return f"not a URL: it starts with none of {expected}"
+    if scheme == "unix":
+        return "" if parts.path else "unix:// needs the socket's path"
+    hosts = parts.netloc.rpartition("@")[2]
+    for host in hosts.split(",") if scheme in _MANY_HOSTS else [hosts]:
+        problem = _host_port_problem(host, required=scheme in _MANY_HOSTS)
+        if problem:
+            return problem
+    segments = [part for part in parts.path.split("/") if part]
+    if scheme == "redis+sentinel":
+        if not segments:
+            return "redis+sentinel:// needs the master's name: redis+sentinel://HOST:PORT/MASTER[/DB]"
+        segments = segments[1:]
+    if scheme.startswith("redis") and (len(segments) > 1 or (segments and not segments[0].isdigit())):
+        return f"the database must be a number, not {'/'.join(segments)!r}"
+    return ""
+
+
+def _host_port_problem(hostport: str, required: bool) -> str:
+    """Why ``HOST[:PORT]`` (``[v6]:PORT``) is not one, or ""."""
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            return f"bad address {hostport!r}"
+        port = rest[1:] if rest else ""
+    else:
+        host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
+    if any(c.isspace() for c in hostport):
+        return "the host holds a space"
+    if required and not host:
+        return "a host is missing (HOST:PORT[,HOST:PORT...])"
+    if ":" in hostport and not port.isdigit():
+        return f"port {port!r} is not a number"
+    if port and not 0 < int(port) <= 65535:
+        return f"port {port} is not between 1 and 65535"
+    return ""

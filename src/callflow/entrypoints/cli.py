@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from typing import Dict, List, Optional, Tuple
 
 from callflow import __version__
@@ -75,9 +77,17 @@ def _command_word(argv: List[str]) -> Optional[str]:
     return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
+def _stopped_while_loading(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(_command_word(argv))
+    command = _command_word(argv)
+    if command == "serve" and threading.current_thread() is threading.main_thread():
+        # a stop while the server's modules load is a stop: exit 0 (serve installs its own handlers)
+        signal.signal(signal.SIGTERM, _stopped_while_loading)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     # stdout carries the verbs' output (lists, CSV, JSON): log lines go to stderr, warnings and up;
     # `serve` configures its own logging

@@ -34,15 +34,23 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def load_settings() -> Settings:
-    """Settings from the environment and ``.env``; a bad value prints which one and exits 2."""
+    """Settings from the environment and ``.env``; a bad value prints which one, on one line, and exits 2."""
     try:
         return Settings()
     except ValidationError as exc:
-        print("callflow: invalid configuration:", file=sys.stderr)
-        for error in exc.errors():
-            name = "CALLFLOW_" + "__".join(str(part) for part in error["loc"]).upper()
-            print(f"  {name}: {error['msg']}", file=sys.stderr)
+        print(f"callflow: invalid configuration: {settings_problems(exc)}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def settings_problems(error: ValidationError) -> str:
+    """``CALLFLOW_NAME: why; ...``: each bad setting, on one line (values are not repeated: a URL
+    may hold a password)."""
+    problems = []
+    for item in error.errors():
+        name = "CALLFLOW_" + "__".join(str(part) for part in item["loc"]).upper()
+        message = str(item["msg"]).replace("Value error, ", "", 1)
+        problems.append(f"{name}: {message}")
+    return "; ".join(problems)
 
 
 def effective_values(settings: Settings) -> Dict[str, str]:

@@ -2,6 +2,10 @@
 
 SIGTERM or SIGINT: stop accepting, let sessions in flight finish (``drain_timeout_s``), close the
 rest, shut the clients down, exit 0. Runs on uvloop when it is installed (extra ``fast``).
+
+Settings are checked before anything starts (a bad one: one line, exit 2). A signal during start-up
+stops it where it is and exits 0; a start-up that fails or does not finish within
+``STARTUP_TIMEOUT_S`` is logged on one line and exits 1 (ADR 0081).
 """
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import asyncio
 import gc
 import inspect
 import signal
-from typing import Any, Awaitable, Callable, Dict, Optional
+from typing import Any, Awaitable, Callable, Dict, Optional, Tuple
 
 from callflow.config import Settings
 from callflow.containers import build_application
@@ -26,6 +30,11 @@ _log = get_logger("callflow.serve")
 LOG_BATCH_S = 0.05
 #: allocations between two young collections of the garbage collector (CPython's default: 700)
 YOUNG_GC_THRESHOLD = 20_000
+#: start-up connects to nothing it waits for (Redis and RabbitMQ connect in the background): what
+#: takes longer than this is stuck (a hung disk under the outbox), and a supervisor should know
+STARTUP_TIMEOUT_S = 120.0
+#: how long closing the clients may take beyond the outbox flush
+SHUTDOWN_MARGIN_S = 10.0
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
@@ -68,22 +77,23 @@ def run_loop(main: Awaitable[int]) -> int:
     return asyncio.run(main)  # type: ignore[arg-type]
 
 
+class StartupFailed(Exception):
+    """Start-up cannot go on; the message says why (logged on one line)."""
+
+
 async def serve(settings: Settings, stop: Optional[asyncio.Event] = None) -> int:
-    """Serve until ``stop`` is set (by SIGTERM/SIGINT when not given), then drain; returns 0."""
+    """Serve until ``stop`` is set (by SIGTERM/SIGINT when not given), then drain; returns 0.
+
+    A stop during start-up ends it there (0); a start-up that fails or hangs returns 1.
+    """
     stop = stop or _stop_on_signals()
     app = build_application(settings)
-    await _maybe_await(app.init_resources())
     try:
-        agi = AgiServer(settings, await build_routes(app, settings))
-        try:
-            host, port = await agi.start()
-        except OSError as error:
-            _log.error("cannot listen for FastAGI", host=settings.agi_host, port=settings.agi_port, error=str(error))
-            return 1
-        ops = await start_ops_http(settings, app, agi)
-        settle_garbage_collector()
-        _log.info("callflow serving", agi=f"{host}:{port}", event_loop=type(asyncio.get_running_loop()).__module__,
-                  http=f"{settings.http_host}:{ops.port}" if ops else "off")
+        started = await _start_unless_stopped(_start(settings, app), stop)
+        if started is None:
+            _log.info("callflow stopped during start-up")
+            return 0
+        agi, ops = started
         await stop.wait()
         _log.info("callflow stopping: draining sessions", in_flight=agi.in_flight, timeout_s=settings.drain_timeout_s)
         if ops is not None:
@@ -91,10 +101,63 @@ async def serve(settings: Settings, stop: Optional[asyncio.Event] = None) -> int
         await agi.drain()
         if ops is not None:
             await ops.stop()
+    except StartupFailed as failure:
+        _log.error("callflow cannot start", error=str(failure))
+        return 1
     finally:
-        await _maybe_await(app.shutdown_resources())
+        await _shut_down(app, settings.outbox_flush_timeout_s + SHUTDOWN_MARGIN_S)
     _log.info("callflow stopped")
     return 0
+
+
+async def _start(settings: Settings, app: Any) -> Tuple[AgiServer, Optional[OpsHttpServer]]:
+    await _maybe_await(app.init_resources())
+    agi = AgiServer(settings, await build_routes(app, settings))
+    try:
+        host, port = await agi.start()
+    except OSError as error:
+        raise StartupFailed(f"cannot listen for FastAGI on {settings.agi_host}:{settings.agi_port}: {error}") from None
+    ops = await start_ops_http(settings, app, agi)
+    settle_garbage_collector()
+    _log.info("callflow serving", agi=f"{host}:{port}", event_loop=type(asyncio.get_running_loop()).__module__,
+              http=f"{settings.http_host}:{ops.port}" if ops else "off")
+    return agi, ops
+
+
+async def _start_unless_stopped(starting: Awaitable[Any], stop: asyncio.Event) -> Any:
+    """``starting``'s result; None when ``stop`` was set first (start-up cancelled). Raises
+    ``StartupFailed`` when start-up raised or took longer than ``STARTUP_TIMEOUT_S``."""
+    task = asyncio.ensure_future(starting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, timeout=STARTUP_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        if task.cancelled():
+            return None
+        failure = task.exception()
+        if failure is None:
+            return task.result()
+        if isinstance(failure, StartupFailed):
+            raise failure
+        raise StartupFailed(f"{type(failure).__name__}: {failure}") from None
+    task.cancel()
+    await asyncio.wait({task}, timeout=SHUTDOWN_MARGIN_S)
+    if stop.is_set():
+        return None
+    raise StartupFailed(f"start-up did not finish within {STARTUP_TIMEOUT_S:g} s")
+
+
+async def _shut_down(app: Any, timeout_s: float) -> None:
+    """Close the clients (flushing the outbox first), bounded: a stop never hangs on them."""
+    closing = asyncio.ensure_future(_maybe_await(app.shutdown_resources()))
+    done, _ = await asyncio.wait({closing}, timeout=timeout_s)
+    if not done:
+        closing.cancel()
+        _log.warning("clients not closed in time; exiting anyway", timeout_s=timeout_s)
+    elif closing.exception() is not None:
+        _log.warning("closing the clients failed", error=f"{type(closing.exception()).__name__}: {closing.exception()}")
 
 
 async def start_ops_http(settings: Settings, app: Any, agi: AgiServer) -> Optional[OpsHttpServer]:
