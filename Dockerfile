@@ -21,9 +21,12 @@ COPY src ./src
 RUN pip install '.[fast]' && rm -rf /opt/callflow/src /opt/callflow/build
 
 # Listen on every interface of the container; CALLFLOW_ALLOWED_NETWORKS (default loopback only) still
-# decides who may connect: set it to your Asterisk servers' addresses.
+# decides who may connect: set it to your Asterisk servers' addresses. The metrics and health port
+# takes private networks (a published port reaches it from the bridge's gateway; ADR 0082): publish
+# it on the host's loopback, or narrow CALLFLOW_HTTP_ALLOWED_NETWORKS to your Prometheus.
 ENV CALLFLOW_AGI_HOST=0.0.0.0 \
     CALLFLOW_HTTP_HOST=0.0.0.0 \
+    CALLFLOW_HTTP_ALLOWED_NETWORKS=10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7 \
     CALLFLOW_DATA_DIR=/var/lib/callflow \
     CALLFLOW_LOG_DIR=/var/log/callflow \
     CALLFLOW_LOG_FORMAT=json

@@ -147,3 +147,35 @@ async def test_stop_closes_the_port(make_server) -> None:
     await server.stop()
     with pytest.raises(OSError):
         await get(port, "/healthz")
+
+
+async def test_a_source_outside_the_allowed_networks_is_closed_without_a_reply(make_server) -> None:
+    """The ops port has an allowlist (ADR 0082): 127.0.0.1 outside 10.0.0.0/8 gets no byte."""
+    import ipaddress
+
+    server = await make_server(allowed=[ipaddress.ip_network("10.0.0.0/8")])
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\n\r\n")
+    try:
+        assert await asyncio.wait_for(reader.read(), 2.0) == b""
+    except ConnectionResetError:
+        pass  # closed with a reset: also no reply
+    finally:
+        writer.close()
+
+
+async def test_idle_connections_over_the_cap_make_room_for_a_request(make_server) -> None:
+    """Cap 2: two idle clients hold it; a request at once is turned away (both are too recent to
+    displace); once they have idled 0.1 s, the next request displaces the oldest and is answered."""
+    server = await make_server(max_connections=2)
+    idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+    await asyncio.sleep(0.02)
+    with pytest.raises((ValueError, IndexError, ConnectionError)):
+        await get(server.port, "/healthz")  # closed without a reply
+    await asyncio.sleep(0.2)
+    status, _, body = await get(server.port, "/healthz")
+    assert (status, body) == (200, b"ok\n")
+    first_reader = idle[0][0]
+    assert await asyncio.wait_for(first_reader.read(), 1.0) == b""  # the oldest idle client was closed
+    for _, writer in idle:
+        writer.close()

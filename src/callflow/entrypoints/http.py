@@ -2,6 +2,10 @@
 
 A small asyncio handler (ADR 0040): GET and HEAD only, one request per connection, the request head
 bounded in size and time, so a scanner or a stuck client costs one socket for a few seconds at most.
+Only from ``allowed`` networks, and at most ``max_connections`` still sending their request head
+(ADR 0082): over it the oldest one that has waited 0.1 s makes room (a scraper sends its request at
+once, an idle client does not), else the new one is closed; idle clients can neither take the
+descriptors calls need nor keep the health checks out.
 
 - ``/healthz``: 200 while the event loop answers (the process is alive).
 - ``/readyz``: 200 when every readiness check passes and the server is not draining, else 503; the
@@ -13,10 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Tuple
+import time
+from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from callflow.entrypoints.agi.access import IpNetwork, SourceNetworks
+from callflow.entrypoints.agi.header_phase import HeaderPhase, HeaderPhaseFull
 from callflow.logging import get_logger
 from callflow.metrics import REGISTRY
 
@@ -59,6 +66,8 @@ class OpsHttpServer:
         check_timeout_s: float = 1.0,
         request_timeout_s: float = 5.0,
         max_request_bytes: int = 8192,
+        max_connections: int = 64,
+        allowed: Optional[Sequence[IpNetwork]] = None,
     ) -> None:
         self._host, self._port = host, port
         self._checks: Dict[str, ReadinessCheck] = dict(checks or {})
@@ -67,6 +76,9 @@ class OpsHttpServer:
         self._request_timeout_s = request_timeout_s
         self._max_request_bytes = max_request_bytes
         self._server: Optional[asyncio.AbstractServer] = None
+        self._sources = None if allowed is None else SourceNetworks(allowed)
+        self._waiting = HeaderPhase(max_connections, max_connections)  # connections before their request
+        self._turned_away_logged = float("-inf")
         self.draining = False
 
     @property
@@ -112,15 +124,40 @@ class OpsHttpServer:
         return "ok" if ok else "unreachable"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._let_in(writer):
+            writer.transport.abort()
+            return
         try:
-            status, ctype, body, head_only = await self._respond(reader)
+            status, ctype, body, head_only = await self._respond(reader, writer)
             await self._write(writer, status, ctype, body, head_only)
         except (ConnectionError, asyncio.TimeoutError):
             pass  # the client went away or stopped reading: nothing more to say to it
         finally:
+            self._waiting.discard(writer)
             writer.close()
 
-    async def _respond(self, reader: asyncio.StreamReader) -> Tuple[int, str, bytes, bool]:
+    def _let_in(self, writer: asyncio.StreamWriter) -> bool:
+        """False: close this connection at once. Turning away is logged at most every 10 s."""
+        peername = writer.get_extra_info("peername")
+        host = peername[0] if isinstance(peername, tuple) else ""
+        reason = ""
+        if self._sources is not None and not self._sources.allows(host):
+            reason = "source_not_allowed"
+        else:
+            try:
+                for idle in self._waiting.add(writer, host, time.monotonic()):
+                    idle.transport.abort()  # type: ignore[attr-defined]
+            except HeaderPhaseFull:
+                reason = "too_many_connections"
+        if not reason:
+            return True
+        now = time.monotonic()
+        if now - self._turned_away_logged >= 10.0:
+            self._turned_away_logged = now
+            _log.warning("http connection turned away", reason=reason, source=host, waiting=len(self._waiting))
+        return False
+
+    async def _respond(self, reader: asyncio.StreamReader, writer: Any = None) -> Tuple[int, str, bytes, bool]:
         try:
             request_line = await asyncio.wait_for(
                 _read_head(reader, self._max_request_bytes), self._request_timeout_s
@@ -131,6 +168,8 @@ class OpsHttpServer:
             return 431, _TEXT, b"request head too large\n", False
         except asyncio.IncompleteReadError:
             raise ConnectionError("closed before the request head ended")
+        finally:
+            self._waiting.discard(writer)  # its request is in: no longer an idle connection
         parts = request_line.split()
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):
             return 400, _TEXT, b"bad request line\n", False

@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Dict, Hashable, List, Optional, Tuple
 
+#: connections accepted from a listening socket per loop turn, at most (ADR 0016); each holds a
+#: descriptor until it is admitted, so it is never more than the header-phase bound (ADR 0082)
+ACCEPT_BATCH = 512
 #: how long a connection must have waited for its header before a newer one may displace it
 DISPLACE_AFTER_S = 0.1
 

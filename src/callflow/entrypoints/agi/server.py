@@ -16,7 +16,7 @@ from callflow.config import Settings
 from callflow.entrypoints.agi.access import RejectionLog, SourceNetworks
 from callflow.entrypoints.agi.connection import AgiConnection
 from callflow.entrypoints.agi.fastagi import AgiLimits, FastAgiApplication, FastAgiSession
-from callflow.entrypoints.agi.header_phase import HeaderPhase, HeaderPhaseFull
+from callflow.entrypoints.agi.header_phase import ACCEPT_BATCH, HeaderPhase, HeaderPhaseFull
 from callflow.entrypoints.agi.lag import LoopLag
 from callflow.entrypoints.agi.listener import Listener, bind
 from callflow.entrypoints.agi.observe import log
@@ -74,7 +74,8 @@ class AgiServer:
         settings, limits = self._settings, self._limits
         sockets = bind(settings.agi_host, settings.agi_port, settings.listen_backlog)
         loop = asyncio.get_running_loop()
-        self._listener = Listener(lambda: AgiConnection(self, limits, loop), sockets)
+        self._listener = Listener(lambda: AgiConnection(self, limits, loop), sockets,
+                                  batch=min(ACCEPT_BATCH, settings.max_header_connections))
         self._lag.start()
         metrics.SESSIONS_IN_FLIGHT.set_function(lambda: self._sessions)  # read at scrape time, free per call
         metrics.EVENT_LOOP_LAG.set_function(self._lag.behind_s)

@@ -22,6 +22,7 @@ from callflow.entrypoints.agi.routes import build_routes
 from callflow.entrypoints.agi.server import AgiServer
 from callflow.entrypoints.cli import command_help
 from callflow.entrypoints.commands.config import load_settings
+from callflow.entrypoints.descriptors import fit_to_descriptors
 from callflow.entrypoints.http import OpsHttpServer, ReadinessCheck, broker_check, redis_check
 from callflow.logging import configure_logging, flush_logs, get_logger
 
@@ -50,6 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
                  if value is not None}
     settings = load_settings().model_copy(update=overrides)
     _configure_logging(settings)
+    settings = fit_to_descriptors(settings, _log)
     try:
         return run_loop(serve(settings))
     finally:
@@ -165,7 +167,8 @@ async def start_ops_http(settings: Settings, app: Any, agi: AgiServer) -> Option
 
     ``None`` when it cannot listen: calls are still served, and the log says why.
     """
-    ops = OpsHttpServer(settings.http_host, settings.http_port, checks=await readiness_checks(app))
+    ops = OpsHttpServer(settings.http_host, settings.http_port, checks=await readiness_checks(app),
+                        max_connections=settings.http_max_connections, allowed=settings.http_allowed_network_list)
     try:
         await ops.start()
     except OSError as error:
