@@ -147,8 +147,11 @@ class Application(containers.DeclarativeContainer):
     )
 
 
-def build_application(settings: Settings, in_memory: bool = False) -> Application:
-    """The container for ``settings``, on real adapters or in-memory ones."""
+def build_application(settings: Settings, in_memory: bool = False, warm_redis: bool = True) -> Application:
+    """The container for ``settings``, on real adapters or in-memory ones. ``warm_redis=False``
+    (a command of the CLI): no Redis connection opened ahead of use."""
     adapters_cls = InMemoryAdapters if in_memory else RealAdapters
     adapters = adapters_cls(settings=settings)
+    if not in_memory and not warm_redis:
+        adapters.redis_client.add_kwargs(warm_connections=0)
     return Application(settings=settings, adapters=adapters)

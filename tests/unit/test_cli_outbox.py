@@ -64,10 +64,27 @@ def test_text_output_names_the_file_and_the_count(outbox_file: Path, capsys) -> 
     assert not outbox_file.exists()
 
 
-def test_an_unreadable_outbox_exits_3(outbox_file: Path, capsys) -> None:
-    """A file that is not an outbox (corrupt) is reported on stderr with exit status 3."""
+def test_a_corrupt_outbox_is_bad_input_exit_2_not_unreachable(outbox_file: Path, capsys) -> None:
+    """A file that is not an outbox (corrupt) is reported on one line with exit status 2: 3 means
+    "could not be reached", which would tell a script to wait and retry."""
     outbox_file.parent.mkdir(parents=True)
     outbox_file.write_bytes(b"this is not a database" * 100)
-    assert main(["outbox", "status"]) == 3
+    assert main(["outbox", "status"]) == 2
     err = capsys.readouterr().err
-    assert "callflow outbox status:" in err and str(outbox_file) in err
+    assert err.startswith("callflow outbox status:") and str(outbox_file) in err and err.count("\n") == 1
+    assert "move it aside" in err
+
+
+def test_a_database_that_is_not_an_outbox_exits_2(outbox_file: Path, capsys) -> None:
+    import sqlite3
+
+    outbox_file.parent.mkdir(parents=True)
+    sqlite3.connect(str(outbox_file)).execute("CREATE TABLE other (x)").connection.close()
+    assert main(["outbox", "status"]) == 2
+
+
+def test_an_outbox_that_cannot_be_opened_exits_3(outbox_file: Path, capsys) -> None:
+    """A path sqlite cannot open (here a directory) is a file out of reach: exit 3."""
+    outbox_file.mkdir(parents=True)
+    assert main(["outbox", "status"]) == 3
+    assert "callflow outbox status:" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator, Awaitable, Dict, List, Type, TypeVar
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -59,14 +60,16 @@ def make_redis_client(url: str, timeout_s: float, max_connections: int) -> Redis
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
 
-async def redis_client_resource(url: str, timeout_s: float, max_connections: int) -> AsyncIterator[Redis]:
+async def redis_client_resource(url: str, timeout_s: float, max_connections: int,
+                                warm_connections: int = WARM_CONNECTIONS) -> AsyncIterator[Redis]:
     """Container Resource: the client for the process's life, closed on ``shutdown_resources()``.
 
     A few connections are opened in the background at once, so the first burst of calls does not
-    pay for connecting; start-up never waits for them (Redis may be down).
+    pay for connecting; start-up never waits for them (Redis may be down). A command of the CLI
+    asks for none (``warm_connections=0``): it reports a failure itself, once.
     """
     client = make_redis_client(url, timeout_s, max_connections)
-    warming = asyncio.ensure_future(warm_up(client.connection_pool, min(WARM_CONNECTIONS, max_connections)))
+    warming = asyncio.ensure_future(warm_up(client.connection_pool, min(warm_connections, max_connections)))
     try:
         yield client
     finally:
@@ -85,6 +88,9 @@ async def warm_up(pool: BlockingConnectionPool, count: int) -> None:
     try:
         for _ in range(count):
             leased.append(await lease_connection(pool))
+    except AuthenticationError as failure:
+        _log.error("redis refused the password (authentication failed): checkphone answers DEGRADED until "
+                   "CALLFLOW_REDIS_URL is fixed", error=f"{type(failure).__name__}: {failure}")
     except (RedisError, OSError) as failure:
         _log.warning("redis not reachable at start: checkphone answers DEGRADED until it is; reconnecting on use",
                      error=f"{type(failure).__name__}: {failure}")

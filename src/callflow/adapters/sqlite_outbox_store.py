@@ -26,6 +26,10 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
+class NotAnOutbox(OutboxUnavailable):
+    """The file is there and readable, but is not an outbox (corrupt, another database)."""
+
+
 class OutboxStore:
     """One SQLite connection to the outbox file; not thread-safe (its owner is one thread)."""
 
@@ -159,6 +163,15 @@ def read_status(path: Path, now: float) -> OutboxStatus:
         finally:
             db.close()
     except sqlite3.Error as exc:
-        raise OutboxUnavailable(f"outbox {path} is unreadable: {exc}") from exc
+        if _is_locked_or_closed(exc):
+            raise OutboxUnavailable(f"outbox {path} is unreadable: {exc}") from exc
+        raise NotAnOutbox(f"{path} is not a usable outbox file ({exc}); move it aside to start afresh") from exc
     age = None if row is None else max(0.0, now - float(row[0]))
     return OutboxStatus(depth=depth, oldest_age_s=age, location=str(path))
+
+
+def _is_locked_or_closed(error: sqlite3.Error) -> bool:
+    """A failure to reach the file (locked, unopenable, I/O), not a file that is not an outbox."""
+    if not isinstance(error, sqlite3.OperationalError):
+        return False  # "file is not a database", "database disk image is malformed"
+    return "no such table" not in str(error)

@@ -2,6 +2,10 @@
 
 Exit codes: 0 success, 1 the thing asked about is not there / check failed, 2 bad usage or input,
 3 a backing service (Redis, RabbitMQ) could not be reached.
+
+One error path (ADR 0083): whatever a verb raises ends as ONE line on stderr and an exit code, never
+a traceback: ``CommandFailed`` says its own; bad values (``ValueError``, CSV and decoding errors)
+and a refused password are 2; a service out of reach is 3; anything else is 1, "unexpected".
 """
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import importlib
 import signal
 import sys
 import threading
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from callflow import __version__
 from callflow.logging import configure_logging
@@ -38,6 +42,59 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
 _EVERY_COMMAND = "*"
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+#: exception class names (anywhere in the chain) meaning the service refused our credentials; names,
+#: so that this module imports neither redis nor aiormq (ADR 0046)
+_AUTHENTICATION_ERRORS = frozenset({"AuthenticationError", "AuthenticationWrongNumberOfArgsError",
+                                    "ProbableAuthenticationError", "AuthenticationFailed"})
+
+
+class CommandFailed(Exception):
+    """A verb cannot do what was asked: ``str(self)`` is the one line to print, ``code`` the exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen = set()
+    current: Optional[BaseException] = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_authentication_failure(error: BaseException) -> bool:
+    """True when ``error`` or what caused it is a refused password (Redis, RabbitMQ)."""
+    return any(cls.__name__ in _AUTHENTICATION_ERRORS or "ACCESS_REFUSED" in str(link)
+               for link in _chain(error) for cls in type(link).__mro__)
+
+
+def unreachable(service: str, error: BaseException) -> CommandFailed:
+    """A backing service failed: a refused password is bad input (2), anything else unreachable (3)."""
+    if is_authentication_failure(error):
+        return CommandFailed(f"{service} authentication failed (check the password in the URL): "
+                             f"{_one_line(error)}", EXIT_USAGE)
+    return CommandFailed(f"{service} cannot be reached: {_one_line(error)}", EXIT_UNAVAILABLE)
+
+
+def failure_of(error: BaseException) -> CommandFailed:
+    """The one line and exit status for an exception a verb did not handle itself."""
+    if isinstance(error, CommandFailed):
+        return error
+    if is_authentication_failure(error):
+        return unreachable("the service", error)
+    if isinstance(error, (ValueError, UnicodeError)) or type(error).__module__ == "_csv":
+        return CommandFailed(f"bad input: {_one_line(error)}", EXIT_USAGE)
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return CommandFailed(f"cannot be reached: {_one_line(error)}", EXIT_UNAVAILABLE)
+    return CommandFailed(f"unexpected error: {type(error).__name__}: {_one_line(error)}", EXIT_NOT_FOUND)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 def command_help(name: str) -> str:
@@ -98,6 +155,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `callflow blacklist list | head`
         return 0
+    except Exception as error:  # never a traceback: one line and the exit status it means
+        failed = failure_of(error)
+        print(f"callflow {command}: {failed}", file=sys.stderr)
+        return failed.code
 
 
 if __name__ == "__main__":

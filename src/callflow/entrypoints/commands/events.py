@@ -21,7 +21,7 @@ from aiormq.exceptions import AMQPError
 from callflow.adapters.rabbitmq_topology import declare_exchange
 from callflow.domain.envelope import EXCHANGE, routing_key_for
 from callflow.domain.identifiers import identifier_problem
-from callflow.entrypoints.cli import add_command_group
+from callflow.entrypoints.cli import add_command_group, unreachable
 from callflow.entrypoints.commands.config import load_settings, mask_secret
 
 _CONNECT_TIMEOUT_S = 10.0
@@ -69,8 +69,9 @@ async def _follow(url: str, routing_key: str, count: Optional[int], idle_s: Opti
     try:
         connection = await asyncio.wait_for(aio_pika.connect(url), _CONNECT_TIMEOUT_S)
     except (AMQPError, OSError, asyncio.TimeoutError) as exc:
-        print(f"callflow events tail: RabbitMQ at {mask_secret(url)} cannot be reached: {exc!r}", file=sys.stderr)
-        return 3
+        failed = unreachable(f"RabbitMQ at {mask_secret(url)}", exc)
+        print(f"callflow events tail: {failed}", file=sys.stderr)
+        return failed.code
     inbox: "asyncio.Queue[object]" = asyncio.Queue()
     connection.close_callbacks.add(lambda *_: inbox.put_nowait(_LOST))
     async with connection:

@@ -6,7 +6,7 @@ import asyncio
 import sys
 
 from callflow.containers import Application, build_application
-from callflow.entrypoints.cli import EXIT_UNAVAILABLE, add_command_group
+from callflow.entrypoints.cli import add_command_group, unreachable
 from callflow.entrypoints.commands import lists_verbs as verbs
 from callflow.entrypoints.commands.config import load_settings
 from callflow.service_layer.phone_list_admin import BLACKLIST, LIST_NAMES
@@ -77,15 +77,16 @@ def _run(args: argparse.Namespace, verb: verbs.Verb) -> int:
     settings = load_settings().model_copy(update={"redis_timeout_ms": _ADMIN_REDIS_TIMEOUT_MS})
     if args.list_name == BLACKLIST and getattr(args, "ttl", 0) is None:
         args.ttl = settings.blacklist_ttl_s
-    return asyncio.run(_with_application(build_application(settings), verb, args))
+    return asyncio.run(_with_application(build_application(settings, warm_redis=False), verb, args))
 
 
 async def _with_application(app: Application, verb: verbs.Verb, args: argparse.Namespace) -> int:
     try:
         return await verb(app, args)
     except PhoneListsUnavailable as exc:
-        print(f"callflow {args.list_name}: Redis cannot be reached: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        failed = unreachable("Redis", exc)
+        print(f"callflow {args.list_name}: {failed}", file=sys.stderr)
+        return failed.code
     finally:
         closing = app.shutdown_resources()  # a coroutine once the async Redis client was opened
         if closing is not None:

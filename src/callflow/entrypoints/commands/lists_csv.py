@@ -1,7 +1,8 @@
 """CSV in and out for ``callflow blacklist|vip import|export``.
 
 Import reads the first column of each row; blank rows are skipped; a first row whose first cell has
-letters and no digit is a header. Excel's UTF-8 byte order mark is tolerated. Export writes a
+letters and no digit is a header. Excel's UTF-8 byte order mark is tolerated, in a file and on
+standard input. A row the CSV reader cannot read (a field over its 128 KiB limit) is ``UnreadableCsv``. Export writes a
 ``number`` header, then one number per row, to a temporary file renamed into place once complete.
 """
 from __future__ import annotations
@@ -14,13 +15,26 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator, Optional, TextIO, Tuple
 
 HEADER = "number"
+_BOM = "\ufeff"
+
+
+class UnreadableCsv(ValueError):
+    """The CSV reader gave up on a row (``line N: why``)."""
 
 
 def numbers_in(stream: TextIO) -> Iterator[Tuple[int, str]]:
     """``(line, first cell)`` for every non-blank row, the header row left out."""
     reader = csv.reader(stream)
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise UnreadableCsv(f"line {reader.line_num}: {exc}") from None
         cell = row[0].strip() if row else ""
+        if reader.line_num == 1:
+            cell = cell.lstrip(_BOM).strip()  # standard input is not opened as utf-8-sig
         if not cell:
             continue
         if reader.line_num == 1 and _is_header(cell):

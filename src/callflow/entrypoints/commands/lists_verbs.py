@@ -10,12 +10,19 @@ from callflow.containers import Application
 from callflow.domain.errors import InvalidPhoneNumber
 from callflow.domain.policy import DEGRADED, ERROR
 from callflow.entrypoints.cli import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
-from callflow.entrypoints.commands.lists_csv import numbers_in, opened_for_reading, opened_for_writing, write_numbers
+from callflow.entrypoints.commands.lists_csv import (
+    UnreadableCsv,
+    numbers_in,
+    opened_for_reading,
+    opened_for_writing,
+    write_numbers,
+)
 from callflow.service_layer.phone_list_admin import BLACKLIST, AddReport
 from callflow.service_layer.ports import PhoneListsUnavailable
 
 Verb = Callable[[Application, argparse.Namespace], Awaitable[int]]
 PROGRESS_EVERY = 10000  # numbers between two progress lines of an import
+ADMIN_LOOKUP_TIMEOUT_S = 5.0
 
 
 async def add(app: Application, args: argparse.Namespace) -> int:
@@ -54,7 +61,9 @@ async def list_numbers(app: Application, args: argparse.Namespace) -> int:
 
 async def check(app: Application, args: argparse.Namespace) -> int:
     result = await (await resolved(app.check_phone())).execute(args.number)
-    if result.status == DEGRADED:
+    if result.status == DEGRADED:  # the use case keeps why to itself: ask once more, for the reason
+        lists = await resolved(app.adapters.phone_lists())
+        await lists.lookup((args.number,), ADMIN_LOOKUP_TIMEOUT_S)  # raises PhoneListsUnavailable, saying why
         raise PhoneListsUnavailable("no answer within the timeout")
     if result.status == ERROR:
         print(f"callflow {args.list_name} check: {args.number!r} is not a phone number", file=sys.stderr)
@@ -78,8 +87,9 @@ async def import_file(app: Application, args: argparse.Namespace) -> int:
     try:
         with opened_for_reading(args.file) as stream:
             report = await add_numbers.execute(args.list_name, numbers_in(stream), _ttl(args), progress)
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"callflow {args.list_name} import: cannot read {args.file}: {exc}", file=sys.stderr)
+    except (OSError, UnicodeDecodeError, UnreadableCsv) as exc:
+        print(f"callflow {args.list_name} import: cannot read {args.file}: {exc} (numbers before it were added)",
+              file=sys.stderr)
         return EXIT_USAGE
     status = _refusals(args, "import", report, "line")
     print(f"callflow {args.list_name} import: {report.added} added{_lasting(args)}, "

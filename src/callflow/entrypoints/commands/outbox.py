@@ -10,8 +10,8 @@ import sys
 from typing import Optional
 
 from callflow.adapters.clock import SystemClock
-from callflow.adapters.sqlite_outbox_store import read_status
-from callflow.entrypoints.cli import add_command_group
+from callflow.adapters.sqlite_outbox_store import NotAnOutbox, read_status
+from callflow.entrypoints.cli import EXIT_UNAVAILABLE, EXIT_USAGE, add_command_group
 from callflow.entrypoints.commands.config import load_settings
 from callflow.service_layer.ports import OutboxUnavailable
 
@@ -23,7 +23,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     status = verbs.add_parser(
         "status", help="how many events wait, and for how long",
         description="Print the outbox file, the number of events waiting and the age of the oldest. "
-                    "Safe beside a running server. Exit status 3 when the file cannot be read.",
+                    "Safe beside a running server. Exit status 2 when the file is not an outbox (corrupt), "
+                    "3 when it cannot be read.",
     )
     status.add_argument("--json", action="store_true", help="one JSON object instead of text")
     status.set_defaults(func=_status)
@@ -33,9 +34,12 @@ def _status(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
         status = read_status(settings.outbox_file, SystemClock().now().timestamp())
+    except NotAnOutbox as exc:  # the file itself is wrong: nothing to wait for
+        print(f"callflow outbox status: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except OutboxUnavailable as exc:
         print(f"callflow outbox status: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_UNAVAILABLE
     if args.json:
         print(json.dumps({"location": status.location, "depth": status.depth,
                           "oldest_age_s": status.oldest_age_s}))

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 from callflow.config import Settings
 from callflow.containers import build_application
 from callflow.domain.identifiers import identifier_problem
-from callflow.entrypoints.cli import command_help
+from callflow.entrypoints.cli import command_help, unreachable
 from callflow.entrypoints.commands.config import load_settings
 from callflow.service_layer.ports import CallStats, CallStatsUnavailable
 
@@ -43,15 +43,16 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    app = build_application(settings)
+    app = build_application(settings, warm_redis=False)
     try:
         stats: CallStats = await app.adapters.call_stats()
         if args.status is None:
             return await _per_status(stats, args.customer, args.json)
         return await _calls(stats, args.customer, args.status, args.json)
     except CallStatsUnavailable as exc:
-        print(f"callflow stats: Redis cannot be reached: {exc}", file=sys.stderr)
-        return 3
+        failed = unreachable("Redis", exc)
+        print(f"callflow stats: {failed}", file=sys.stderr)
+        return failed.code
     finally:
         closing = app.shutdown_resources()  # a coroutine once an async resource (the client) was opened
         if closing is not None:
