@@ -216,10 +216,17 @@ def _parse_networks(value: str) -> Tuple[IpNetwork, ...]:
     for part in value.split(","):
         part = part.strip()
         if part:
-            networks.append(ipaddress.ip_network(part, strict=False))
+            networks.append(_ipv4_if_mapped(ipaddress.ip_network(part, strict=False)))
     if not networks:
         raise ValueError("allowed_networks names no network")
     return tuple(networks)
+
+
+def _ipv4_if_mapped(network: IpNetwork) -> IpNetwork:
+    """``::ffff:10.0.0.0/104`` is ``10.0.0.0/8``: clients are matched as IPv4 addresses (a dual-stack
+    socket's ``::ffff:a.b.c.d`` too), so an IPv4-mapped network is written in IPv4 to match them."""
+    mapped = getattr(network.network_address, "ipv4_mapped", None)
+    return network if mapped is None else ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
 
 
 # --- URL checks: syntax only, so a typo stops the start at once (ADR 0081); the adapters parse them.

@@ -79,19 +79,59 @@ async def test_silent_clients_are_closed_by_the_header_timeout_while_others_are_
     assert _errors("header_timeout") == before + 200
 
 
-@pytest.mark.parametrize("header, kind", [
-    (b"agi_network: yes\nagi_padding: " + b"x" * (1 << 20) + b"\n\n", "header_oversized"),
-    (b"agi_network: yes\n" + b"agi_pad: " + b"y" * 20000 + b"\n\n", "header_oversized"),
-    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "header_timeout"),
+@pytest.mark.parametrize("header", [
+    b"agi_network: yes\nagi_padding: " + b"x" * (1 << 20) + b"\n\n",
+    b"agi_network: yes\n" + b"agi_pad: " + b"y" * 20000 + b"\n\n",
 ])
-async def test_oversized_or_garbage_headers_are_refused(make_settings, header, kind):
-    """A 1 MB line, a header over max_header_bytes, or an HTTP request: closed, counted, no harm."""
-    before = _errors(kind)
-    async with AgiServer(make_settings(header_timeout_ms=300), {"echo": EchoRoute()}) as server:
+async def test_an_oversized_header_is_answered_error_not_silence(make_settings, header):
+    """A 1 MB line or a header over max_header_bytes: read to its end without being kept, then
+    CALLFLOW_STATUS=ERROR, CALLFLOW_ERROR=header-too-large (the dialplan sees why); counted."""
+    before = _errors("header_oversized")
+    async with AgiServer(make_settings(header_timeout_ms=2000), {"echo": EchoRoute()}) as server:
         result = await call(HOST, server.port, header=header, timeout=3.0)
         await _served(server.port)
-    assert result.closed_by_server and result.commands == []
-    assert _errors(kind) == before + 1
+    assert (result.status, result.variables.get("CALLFLOW_ERROR")) == ("ERROR", "header-too-large")
+    assert result.closed_by_server and result.duration < 1.0
+    assert _errors("header_oversized") == before + 1
+
+
+async def test_an_oversized_header_that_never_ends_is_closed_at_the_header_timeout(make_settings):
+    before = _errors("header_timeout")
+    async with AgiServer(make_settings(header_timeout_ms=300), {"echo": EchoRoute()}) as server:
+        reader, writer = await asyncio.open_connection(HOST, server.port)
+        writer.write(b"agi_network: yes\nagi_pad: " + b"z" * 40000)
+        assert await _closed_by_server(reader, 2.0)
+        writer.close()
+        await _served(server.port)
+    assert _errors("header_timeout") == before + 1
+
+
+async def test_an_http_request_is_closed_at_once(make_settings):
+    """Not an AGI header (no agi_ key): closed when its blank line arrives, no command, counted."""
+    before = _errors("header_garbage")
+    async with AgiServer(make_settings(), {"echo": EchoRoute()}) as server:
+        result = await call(HOST, server.port, header=b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3.0)
+        await _served(server.port)
+    assert result.closed_by_server and result.commands == [] and result.duration < 0.5
+    assert _errors("header_garbage") == before + 1
+
+
+async def test_a_header_with_crlf_line_ends_is_served(make_settings):
+    """A client ending its header lines with CRLF is answered at once, not after the header timeout."""
+    async with AgiServer(make_settings(), {"echo": EchoRoute()}) as server:
+        header = b"agi_network: yes\r\nagi_network_script: echo\r\nagi_uniqueid: 1752899481.1\r\n\r\n"
+        result = await call(HOST, server.port, header=header, timeout=3.0)
+    assert result.status == "OK" and result.duration < 0.5
+
+
+async def test_a_huge_uniqueid_is_logged_cut_short(make_settings):
+    """A 15 KB agi_uniqueid: the session's log lines carry its first 64 characters only."""
+    async with AgiServer(make_settings(max_header_bytes=65536), {"echo": EchoRoute()}) as server:
+        with capture_logs(processors=[merge_contextvars]) as logs:
+            result = await call(HOST, server.port, route="echo", uniqueid="1752899481." + "7" * 15000)
+    assert result.status == "OK"
+    lines = [line for line in logs if line["event"] == "agi session"]
+    assert lines and all(len(line["unique_id"]) == 64 and len(line["call_id"]) <= 80 for line in lines)
 
 
 async def test_invalid_utf8_and_a_slow_header_are_served(make_settings):

@@ -52,7 +52,8 @@ def make_factory(region: str = "VN") -> CallEventFactory:
     return CallEventFactory(zone=ZONE, terminal_statuses=TERMINAL, region=region)
 
 
-identifiers = st.text(alphabet=string.ascii_letters + string.digits + "_.-", min_size=1, max_size=MAX_IDENTIFIER_LENGTH)
+identifiers = st.text(alphabet=string.ascii_letters + string.digits + "_.-", min_size=1,
+                      max_size=MAX_IDENTIFIER_LENGTH).filter(lambda v: v.strip(".") != "")  # only dots: refused
 asterisk_ids = st.builds(lambda e, s: f"{e}.{s}", st.integers(1_000_000_000, 2_000_000_000), st.integers(0, 99999))
 statuses = st.sampled_from(sorted(TERMINAL) + ["ringing", "answered", "ivr", "Ringing", "HANGUP", "queued"])
 any_text = st.text(max_size=40)

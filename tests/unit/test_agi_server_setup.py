@@ -119,3 +119,16 @@ async def test_timebox_lets_an_outside_cancellation_through():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+@pytest.mark.parametrize("setting, host", [
+    ("::ffff:127.0.0.1/128", "127.0.0.1"), ("::ffff:127.0.0.1/128", "::ffff:127.0.0.1"),
+    ("::ffff:10.0.0.0/104", "10.9.8.7"),
+])
+def test_an_ipv4_mapped_network_in_the_settings_matches_its_ipv4_clients(setting, host):
+    """``::ffff:127.0.0.1/128`` used to be kept as IPv6 and never matched: clients are judged as IPv4."""
+    from callflow.config import Settings
+
+    networks = Settings(_env_file=None, allowed_networks=setting).allowed_network_list
+    assert SourceNetworks(networks).allows(host)
+    assert not SourceNetworks(networks).allows("192.0.2.1")

@@ -175,3 +175,10 @@ def test_event_dict_keeps_the_contract_order():
     """to_dict lists the dataclass fields in their declared order, metrics last."""
     event = factory.build(SEED_VALUES, SEED_NOW).event
     assert list(event.to_dict()) == [f.name for f in fields(CallEvent)]
+
+
+def test_an_answer_time_before_the_start_never_bills_more_than_the_duration():
+    """ANSWER_TIME 0001-01-01 (a dialplan's garbage) used to give a bill_sec of 63,931,907,067."""
+    later = SEED_NOW + timedelta(seconds=100)
+    event = build(now=later, handle_time="", answer_time="0001-01-01 00:00:00")
+    assert int(event.bill_sec) <= int(event.duration)

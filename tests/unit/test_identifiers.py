@@ -11,7 +11,8 @@ from callflow.domain.errors import InvalidEvent
 from callflow.domain.identifiers import MAX_IDENTIFIER_LENGTH, identifier_problem, is_identifier, require_identifier
 
 ALLOWED = string.ascii_letters + string.digits + "_.-"
-identifiers = st.text(alphabet=ALLOWED, min_size=1, max_size=MAX_IDENTIFIER_LENGTH)
+identifiers = st.text(alphabet=ALLOWED, min_size=1, max_size=MAX_IDENTIFIER_LENGTH).filter(
+    lambda v: v.strip(".") != "")  # only dots: refused
 
 
 @given(identifiers)
@@ -56,3 +57,10 @@ def test_refusals_say_why(value, words):
 def test_longest_identifier_is_accepted():
     """The limit itself is allowed: MAX_IDENTIFIER_LENGTH characters."""
     assert is_identifier("9" * MAX_IDENTIFIER_LENGTH)
+
+
+@pytest.mark.parametrize("value", [".", "..", "..."])
+def test_only_dots_is_refused(value):
+    """"." and ".." would make queues call.events.. and call.events... (and read as paths)."""
+    assert "only dots" in identifier_problem("CUSTOMER_ID", value)
+    assert identifier_problem("CUSTOMER_ID", "a.b") == ""

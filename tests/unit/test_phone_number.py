@@ -126,3 +126,16 @@ def test_anonymous_caller_ids_are_recognised_in_any_case(word: str, upper: bool)
 def test_numbers_and_other_words_are_not_anonymous(text: str) -> None:
     """Only the listed words and blanks are anonymous: a number, or another word, is not."""
     assert not is_anonymous(text)
+
+
+def test_a_very_long_caller_id_is_refused_before_parsing_and_not_remembered() -> None:
+    """A 14 KB caller id: refused at once, and the memo of read numbers keeps no entry for it."""
+    from callflow.domain.phone import MAX_TEXT_CHARS, _parse
+
+    before = _parse.cache_info().currsize
+    with pytest.raises(InvalidPhoneNumber, match="characters long"):
+        PhoneNumber.parse("0" * 14000, "VN")
+    with pytest.raises(InvalidPhoneNumber):
+        PhoneNumber.parse("9" * (MAX_TEXT_CHARS + 1), "VN")
+    assert _parse.cache_info().currsize == before
+    assert PhoneNumber.parse("+84 (912) 406-496", "VN").canonical == "84912406496"

@@ -53,7 +53,7 @@ class CallEventFactory:
             customer_id=values.customer_id, trunk=values.trunk, unique_id=unique_id,
             phone_number=self._phone(values.phone_dial or values.agi_callerid),
             linked_id=values.linked_id or call_id, call_status=values.call_status,
-            queue_name=values.queue_name, bill_sec=str(_bill_sec(values.handle_time, answered, now)),
+            queue_name=values.queue_name, bill_sec=str(_bill_sec(values.handle_time, answered, start, now)),
             duration=str(whole_seconds(start, now)), start_time=wall_clock(start, self._zone),
             answer_time=answer_time, end_time=wall_clock(now, self._zone) if ended else "",
             agent_exten=values.agent_exten, agent_account=values.agent_account,
@@ -92,9 +92,10 @@ def _require_keyable(customer_id: str, call_status: str, call_id: str) -> None:
         raise InvalidEvent(reason)
 
 
-def _bill_sec(handle_time: str, answered: Optional[datetime], now: datetime) -> int:
-    """HANDLE_TIME when it is a non-negative integer, else seconds since answer, else 0."""
+def _bill_sec(handle_time: str, answered: Optional[datetime], start: datetime, now: datetime) -> int:
+    """HANDLE_TIME when it is a non-negative integer, else seconds since answer, else 0. An answer
+    time before the call's start counts from the start: a call is never billed longer than it lasts."""
     text = handle_time.strip()
     if text.isdigit() and text.isascii() and len(text) <= _MAX_HANDLE_TIME_DIGITS:
         return int(text)
-    return whole_seconds(answered, now) if answered else 0
+    return whole_seconds(max(answered, start), now) if answered else 0

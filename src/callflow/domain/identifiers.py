@@ -21,6 +21,8 @@ def identifier_problem(name: str, value: str) -> str:
         return f"{name} is missing"
     if len(value) > MAX_IDENTIFIER_LENGTH:
         return f"{name} is {len(value)} characters long (at most {MAX_IDENTIFIER_LENGTH})"
+    if value.strip(".") == "":  # "." and ".." would read as paths in queue names and keys
+        return f"{name} cannot be only dots"
     if _ALLOWED.fullmatch(value) is None:
         bad = _FIRST_BAD.search(value)
         char = bad.group(0) if bad else "?"

@@ -29,6 +29,9 @@ from callflow.domain.errors import InvalidPhoneNumber
 ANONYMOUS_CALLER_IDS = frozenset({"anonymous", "unknown", "restricted", "private", "unavailable", "withheld"})
 PARSED_NUMBERS_KEPT = 8192  # numbers remembered once read (a few MB: the callers of the calls in progress)
 MAX_DIGITS = 15  # E.164's limit, for numbers looked up as written
+#: longest text read as a number (separators included): anything longer is refused before parsing,
+#: so neither the regular expressions nor the memo of read numbers ever hold a long text
+MAX_TEXT_CHARS = 64
 _SEPARATORS = re.compile(r"[\s\-.()/]")
 _DIALLABLE = re.compile(r"\+?[0-9]+")
 
@@ -69,7 +72,11 @@ class PhoneNumber:
         Memoised: reading a number costs about 120 us of phonenumbers' regular expressions, and the
         same caller's number is read by checkphone and again by each event of the call.
         """
-        return _parse(raw.strip(), region)
+        text = raw.strip()
+        if len(text) > MAX_TEXT_CHARS:
+            raise InvalidPhoneNumber(f"{text[:24]!r}... is {len(text)} characters long: not a phone number "
+                                     f"(at most {MAX_TEXT_CHARS})")
+        return _parse(text, region)
 
     @classmethod
     def _read(cls, text: str, region: str) -> "PhoneNumber":

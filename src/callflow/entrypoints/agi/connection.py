@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from callflow.entrypoints.agi import observe
 from callflow.entrypoints.agi.protocol import AgiProtocolError, ReplyReader
@@ -28,6 +28,16 @@ def _remember(raw: bytes, reply: AgiReply) -> None:
     _COMMON_REPLIES[raw] = reply
 
 
+def _header_end(buffer: bytes) -> Tuple[int, int]:
+    """Where the header's blank line starts and how long the end is: ``\\n\\n``, or ``\\n\\r\\n``
+    from a client that ends its lines with CRLF (Asterisk does not); (-1, 0) when not there yet."""
+    end = buffer.find(b"\n\n")
+    crlf = buffer.find(b"\n\r\n", 0, end if end >= 0 else len(buffer))
+    if crlf >= 0:
+        return crlf, 3
+    return (end, 2) if end >= 0 else (-1, 0)
+
+
 class AgiConnection(asyncio.Protocol):
     """The wire side of one session. ``owner`` (the server) is told when the header is complete
     (``on_header(connection, block)``) and decides who may connect (``admit(connection, peername)``)."""
@@ -42,6 +52,7 @@ class AgiConnection(asyncio.Protocol):
         self.peer = "?"
         self.admitted = True
         self.in_session = False  # the header was read: lines are replies now
+        self.header_oversized = False  # over max_header_bytes: skipped to its end, answered ERROR
         self.closed: Optional[str] = None  # why no more command can be exchanged
         self.replies = ReplyReader(limits.max_line_bytes)
         self._buffer = b""
@@ -97,20 +108,40 @@ class AgiConnection(asyncio.Protocol):
 
     # --- header ----------------------------------------------------------------------------------
     def _header_data(self, data: bytes) -> None:
+        if self.header_oversized:
+            return self._skip_header(data)
         buffer = self._buffer + data if self._buffer else data
-        end = buffer.find(b"\n\n")
+        end, size = _header_end(buffer)
         limit = self._limits.max_header_bytes
-        if end < 0 or end + 2 > limit:
+        if end < 0 or end + size > limit:
             if len(buffer) > limit or end >= 0:
-                return self._refuse("header_oversized")
+                # too long to keep: read on to its end (within the header timeout), keeping nothing,
+                # then the session answers CALLFLOW_STATUS=ERROR instead of closing in silence
+                self.header_oversized = True
+                observe.protocol_error("header_oversized")
+                self._buffer = b""
+                return self._skip_header(buffer)
             self._buffer = buffer
             return
+        self._header_complete(buffer[:end + size], buffer[end + size:])
+
+    def _skip_header(self, data: bytes) -> None:
+        tail = self._buffer + data if self._buffer else data
+        end, size = _header_end(tail)
+        if end < 0:
+            self._buffer = tail[-2:]  # a blank line may straddle two reads
+            return
+        self._header_complete(b"", tail[end + size:])
+
+    def _header_complete(self, block: bytes, rest: bytes) -> None:
+        if block and b"agi_" not in block:  # an HTTP request, a banner: no AGI header, nothing to answer
+            return self._refuse("header_garbage")
         self._cancel_timer()
         self._buffer = b""
         self.in_session = True
-        self._owner.on_header(self, buffer[:end + 2])
-        if end + 2 < len(buffer) and self.closed is None:
-            self.data_received(buffer[end + 2:])  # lines that came with the header (an early HANGUP)
+        self._owner.on_header(self, block)
+        if rest and self.closed is None:
+            self.data_received(rest)  # lines that came with the header (an early HANGUP)
 
     def _header_timeout(self) -> None:
         self._timer = None
@@ -180,7 +211,7 @@ class AgiConnection(asyncio.Protocol):
         if self.closed is not None:
             return
         if not self.in_session:
-            return self._refuse("header_truncated" if self._buffer else "probe")
+            return self._refuse("header_truncated" if self._buffer or self.header_oversized else "probe")
         self._end(reason, "eof_mid_command" if self._waiter is not None else None)
 
     def _end(self, reason: str, kind: Optional[str]) -> None:

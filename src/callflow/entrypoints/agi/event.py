@@ -62,8 +62,9 @@ class EventRoute(Route):
         _VALUE_READS[combined].inc()
         call = CallValues.from_dialplan(values, session.env)
         # carried by every line of the session, its summary line included (no line of our own on OK)
-        _bind(call_id=call.call_id or call.unique_id, customer_id=call.customer_id[:_LOGGED_CHARS],
-              call_status=call.call_status[:_LOGGED_CHARS], one_round_trip=combined)
+        _bind(call_id=(call.call_id or call.unique_id)[:_LOGGED_CHARS],
+              customer_id=call.customer_id[:_LOGGED_CHARS], call_status=call.call_status[:_LOGGED_CHARS],
+              one_round_trip=combined)
         wait_s = max(0.0, min(self._publish_timeout_s, session.remaining() - self._reserve_s))
         custody = self._custody[session] = Custody()
         outcome = await self._record.execute(call, wait_s, custody,

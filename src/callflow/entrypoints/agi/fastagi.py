@@ -174,11 +174,15 @@ class FastAgiApplication(Application):
                 observe.log.exception("agi endpoint failed")
 
     async def _answer_unknown_route(self, session: FastAgiSession) -> None:
-        session.outcome = "unknown_route"
-        observe.log.warning("unknown agi route", script=session.env.get("agi_network_script", "")[:200])
+        if session.connection.header_oversized:  # no route could be read: the header was skipped
+            session.outcome, error = "header_oversized", "header-too-large"
+            observe.log.warning("agi header over the size limit", max_header_bytes=self.limits.max_header_bytes)
+        else:
+            session.outcome, error = "unknown_route", "unknown-route"
+            observe.log.warning("unknown agi route", script=session.env.get("agi_network_script", "")[:200])
         try:
             with timebox(self.limits.grace_s):
                 await session.set_variable("CALLFLOW_STATUS", "ERROR")
-                await session.set_variable("CALLFLOW_ERROR", "unknown-route")
+                await session.set_variable("CALLFLOW_ERROR", error)
         except TimeBoxExpired:
             observe.log.warning("no answer from Asterisk in time for an unknown route")

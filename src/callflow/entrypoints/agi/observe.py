@@ -14,6 +14,9 @@ from callflow import metrics
 log = structlog.get_logger("callflow.agi")
 
 _bind = structlog.contextvars.bind_contextvars
+#: header values a session's log lines carry are cut to this many characters (Asterisk's uniqueid is
+#: about 20; a client may send kilobytes, which would be repeated on every line of the session)
+MAX_LOGGED_ID = 64
 _seconds: Dict[str, Any] = {}
 _outcomes: Dict[Tuple[str, str], Any] = {}
 
@@ -67,8 +70,8 @@ class session_context:  # noqa: N801 - a context manager used like a function
 
     def __enter__(self) -> "session_context":
         session = self._session
-        unique_id = session.env.get("agi_uniqueid", "")
-        _bind(route=session.route[:64], peer=session.peer, unique_id=unique_id, call_id=unique_id)
+        unique_id = session.env.get("agi_uniqueid", "")[:MAX_LOGGED_ID]
+        _bind(route=session.route[:MAX_LOGGED_ID], peer=session.peer, unique_id=unique_id, call_id=unique_id)
         return self
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],

@@ -33,8 +33,12 @@ class AgiHeader(NamedTuple):
 
 
 def parse_header(block: bytes) -> AgiHeader:
-    """Parse the header block (``key: value`` lines); invalid UTF-8 is replaced, not fatal."""
-    lines = block.decode("utf-8", "replace").split("\n")
+    """Parse the header block (``key: value`` lines); invalid UTF-8 is replaced, not fatal; CRLF line
+    ends are read as LF."""
+    text = block.decode("utf-8", "replace")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
     env: Dict[str, str] = dict([line.split(": ", 1) for line in lines if ": " in line])  # type: ignore[misc]
     env.pop("", None)
     route, query = split_script(env.get("agi_network_script", ""))
