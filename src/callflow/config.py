@@ -112,12 +112,12 @@ class Settings(BaseSettings):
 
     # --- connection limits and the ops port (ADR 0080, 0081) ----------------------------------------
     max_header_connections: int = Field(
-        4096, ge=1,
+        8192, ge=1,
         description="Connections accepted whose agi_* header has not arrived yet (they hold no session); "
                     "over it the oldest such connection (waiting 0.1 s or more) is closed, else the new one.",
     )
     max_header_connections_per_peer: int = Field(
-        2048, ge=1, description="The same bound per source address: its oldest waiting connection is closed first.",
+        4096, ge=1, description="The same bound per source address: its oldest waiting connection is closed first.",
     )
     http_max_connections: int = Field(
         64, ge=1, description="Concurrent connections to the metrics and health server; more are closed at once.",

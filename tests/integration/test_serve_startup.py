@@ -113,3 +113,8 @@ async def test_a_start_up_that_fails_is_one_line() -> None:
 
     with pytest.raises(serve_command.StartupFailed, match="^ValueError: Port could not"):
         await serve_command._start_unless_stopped(fails(), asyncio.Event())
+
+
+async def test_a_bad_port_on_the_command_line_is_exit_2(tmp_path: Path) -> None:
+    code, err = await run(tmp_path, "serve", "--port", "99999", env=environment(tmp_path), timeout=20)
+    assert code == 2 and "between 0 and 65535" in err and "Traceback" not in err

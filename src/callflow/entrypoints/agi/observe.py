@@ -4,6 +4,7 @@ Kept off the per-line path on purpose: nothing here runs per command, only per c
 """
 from __future__ import annotations
 
+import time
 from types import TracebackType
 from typing import Any, Dict, Optional, Tuple, Type
 
@@ -14,6 +15,8 @@ from callflow import metrics
 log = structlog.get_logger("callflow.agi")
 
 _bind = structlog.contextvars.bind_contextvars
+_REFUSAL_LOG_INTERVAL_S = 1.0
+_refusals_logged: Dict[str, Tuple[float, int]] = {}  # kind: (when last logged, refusals since)
 #: header values a session's log lines carry are cut to this many characters (Asterisk's uniqueid is
 #: about 20; a client may send kilobytes, which would be repeated on every line of the session)
 MAX_LOGGED_ID = 64
@@ -34,12 +37,20 @@ def protocol_error(kind: str) -> None:
 
 
 def header_refused(kind: str, peer: str) -> None:
-    """A connection that ended before a usable header; a bare probe is not an error."""
+    """A connection that ended before a usable header; a bare probe is not an error. Logged at most
+    once a second per kind, with how many more since: thousands of silent sockets timing out
+    together would otherwise write thousands of lines at once, on the loop calls are served from."""
     if kind == "probe":
         log.debug("agi connection closed before any header", peer=peer)
         return None
     protocol_error(kind)
-    log.info("agi header refused", kind=kind, peer=peer)
+    now = time.monotonic()
+    last, since = _refusals_logged.get(kind, (float("-inf"), 0))
+    if now - last < _REFUSAL_LOG_INTERVAL_S:
+        _refusals_logged[kind] = (last, since + 1)
+        return None
+    _refusals_logged[kind] = (now, 0)
+    log.info("agi header refused", kind=kind, peer=peer, similar_since_last_line=since)
     return None
 
 

@@ -42,8 +42,19 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     parser = subparsers.add_parser("serve", help=command_help("serve"),
                                    description="Run the FastAGI server until SIGTERM (then drain and exit 0).")
     parser.add_argument("--host", help="address to listen on (default CALLFLOW_AGI_HOST)")
-    parser.add_argument("--port", type=int, help="FastAGI port (default CALLFLOW_AGI_PORT; 0 = any free port)")
+    parser.add_argument("--port", type=_port, help="FastAGI port (default CALLFLOW_AGI_PORT; 0 = any free port)")
     parser.set_defaults(func=_serve)
+
+
+def _port(text: str) -> int:
+    """A TCP port, 0 to 65535 (argparse turns the error into one line and exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 65535")
+    return value
 
 
 def _serve(args: argparse.Namespace) -> int:
