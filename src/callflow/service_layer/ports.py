@@ -151,6 +151,11 @@ class Outbox(Protocol):
         """How many entries wait (kept in memory, no I/O)."""
         ...
 
+    @property
+    def problem(self) -> Optional[str]:
+        """Why the outbox cannot take events now (it is unusable, or its last put failed), else None."""
+        ...
+
     async def status(self) -> OutboxStatus:
         """Depth, age of the oldest entry, where the outbox lives."""
         ...
