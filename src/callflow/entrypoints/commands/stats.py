@@ -9,7 +9,7 @@ from typing import Dict, List, Optional
 
 from callflow.config import Settings
 from callflow.containers import build_application
-from callflow.domain.identifiers import identifier_problem
+from callflow.domain.identifiers import customer_id_problem, identifier_problem
 from callflow.entrypoints.cli import command_help
 from callflow.entrypoints.commands.config import load_settings
 from callflow.service_layer.ports import CallStats, CallStatsUnavailable
@@ -32,7 +32,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    problem = identifier_problem("CUSTOMER", args.customer)
+    problem = customer_id_problem("CUSTOMER", args.customer)
     if not problem and args.status is not None:
         problem = identifier_problem("STATUS", args.status)
     if problem:
