@@ -22,7 +22,7 @@ async def test_numbers_are_stored_canonical_in_batches_with_progress() -> None:
     heard: List[Tuple[int, Tuple[str, ...]]] = []
     texts = ["0912406496", "+84987654321", "0084911111111", "84922222222", "1001"]
     report = await AddNumbers(lists, "VN", batch_size=2).execute(
-        BLACKLIST, enumerate(texts, 1), 3600, lambda r, batch: heard.append((r.added, batch)))
+        BLACKLIST, enumerate(texts, 1), 3600, lambda r, batch, _: heard.append((r.added, batch)))
     assert [batch for _, batch, _ in lists.batches] == [
         ("84912406496", "84987654321"), ("84911111111", "84922222222"), ("1001",)]
     assert {ttl for _, _, ttl in lists.batches} == {3600}
