@@ -50,7 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _configure_logging(settings: Settings) -> None:
     try:
         configure_logging(settings.log_level, log_file=settings.log_path, fmt=settings.log_format,
-                          batch_s=LOG_BATCH_S)
+                          batch_s=LOG_BATCH_S, max_bytes=settings.log_max_bytes, backups=settings.log_backups)
     except OSError as error:  # an unwritable log directory must not keep calls from being served
         configure_logging(settings.log_level, log_file=None, fmt=settings.log_format, batch_s=LOG_BATCH_S)
         _log.warning("log file unusable, logging to the console only", path=str(settings.log_path), error=str(error))
