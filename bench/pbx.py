@@ -106,9 +106,10 @@ class Pbx:
 
     def __init__(self, dialplan: str, globals_: Optional[Mapping[str, str]] = None,
                  includes: Mapping[str, str] = {}, modules: Sequence[str] = MODULES,
-                 directory: Optional[Path] = None, verbose: int = 0) -> None:
+                 directory: Optional[Path] = None, verbose: int = 0, verbose_log: bool = False) -> None:
         """``dialplan``: extensions.conf contexts; ``globals_``: its [globals]; ``includes``: file
-        name -> text, written beside extensions.conf and ``#include``d at its end."""
+        name -> text, written beside extensions.conf and ``#include``d at its end; ``verbose_log``:
+        verbose messages (``agi set debug on`` shows every AGI line) go to ``log/verbose.log``."""
         self._own_dir = directory is None
         self.dir = Path(tempfile.mkdtemp(prefix="callflow-pbx-")) if directory is None else directory
         self.dialplan = dialplan
@@ -116,6 +117,7 @@ class Pbx:
         self.includes = dict(includes)
         self.modules = tuple(modules)
         self.verbose = verbose
+        self.verbose_log = verbose_log
         self.process: Optional[subprocess.Popen] = None
         self.report_path = self.dir / "report.log"
         self._report_offset = 0
@@ -157,7 +159,8 @@ class Pbx:
         (etc / "modules.conf").write_text(
             "[modules]\nautoload = no\n" + "".join(f"load => {m}.so\n" for m in self.modules))
         (etc / "logger.conf").write_text(
-            "[general]\n[logfiles]\nmessages.log => notice,warning,error\n")
+            "[general]\n[logfiles]\nmessages.log => notice,warning,error\n"
+            + ("verbose.log => verbose\n" if self.verbose_log else ""))
         for name in ("cdr.conf", "cel.conf", "manager.conf", "http.conf", "ccss.conf", "features.conf",
                      "indications.conf", "udptl.conf", "acl.conf", "rtp.conf"):
             (etc / name).write_text("")

@@ -114,7 +114,7 @@ TRICKY = {
 def pbx(asterisk_installed, callflow_server: CallflowProcess) -> Iterator[Pbx]:
     with Pbx(DIALPLAN, globals_={"CALLFLOW": callflow_server.agi_url, "CALLFLOW_BACKUP": "",
                                  "CUSTOMER": "11223344"},
-             includes={"callflow-sample.conf": sample_dialplan()}) as running:
+             includes={"callflow-sample.conf": sample_dialplan()}, verbose_log=True) as running:
         yield running
 
 
@@ -240,6 +240,45 @@ async def test_calls_placed_with_the_cli_are_answered(pbx: Pbx, numbers) -> None
     # no CALLER given: an empty caller id is checked, which is no number at all
     assert report["CALLFLOW_STATUS"] in ("OK", "ERROR") and report["PHONE_POLICY"] in ("normal", "blacklist", "vip")
     assert report["AGISTATUS"] == "SUCCESS"
+
+
+def agi_commands(pbx: Pbx, call_id: str) -> List[str]:
+    """The AGI command lines Asterisk received on the call's channel (``agi set debug on``)."""
+    marker, rx = f"<Local/{call_id}@", "AGI Rx << "
+    lines = (pbx.dir / "log" / "verbose.log").read_text(errors="replace").splitlines()
+    return [line.split(rx, 1)[1] for line in lines if marker in line and rx in line]
+
+
+async def test_each_answer_is_one_command_on_the_real_asterisk(pbx: Pbx, numbers) -> None:
+    """checkphone: one EXEC MSet, live or dead channel; event: the read, then one command (one SET
+    VARIABLE when CALLFLOW_ERROR is already empty, else one EXEC MSet); a reason MSet cannot carry
+    intact (a comma, quotes) goes as two SET VARIABLEs, and arrives intact."""
+    customer = "ast-" + uuid.uuid4().hex[:12]
+    pbx.cli("agi set debug on")
+    try:
+        live = pbx.place("t-sample-checkphone", {"NUMBER": numbers["vip"]})
+        dead = pbx.place("t-dead-checkphone", {"NUMBER": numbers["blacklisted"]})
+        ok = pbx.place("t-sample-event", event_inputs(customer))
+        missing = pbx.place("t-sample-event", event_inputs(""))
+        comma = pbx.place("t-sample-event", event_inputs('a,"b'))
+        reports = await in_thread(pbx.wait_reports, [live, dead, ok, missing, comma])
+    finally:
+        pbx.cli("agi set debug off")
+    assert reported(reports[live], *CHECKPHONE) == ["vip", "0", "1", "OK"]
+    assert reported(reports[dead], *CHECKPHONE) == ["blacklist", "1", "0", "OK"]
+    assert agi_commands(pbx, live) == ["EXEC MSet PHONE_POLICY=vip,PHONE_BLACKLISTED=0,PHONE_VIP=1,CALLFLOW_STATUS=OK"]
+    assert agi_commands(pbx, dead) == [
+        "EXEC MSet PHONE_POLICY=blacklist,PHONE_BLACKLISTED=1,PHONE_VIP=0,CALLFLOW_STATUS=OK"]
+    assert [c.split(" ", 3)[:3] for c in agi_commands(pbx, ok)] == [
+        ["GET", "FULL", "VARIABLE"], ["SET", "VARIABLE", "CALLFLOW_STATUS"]]
+    assert reported(reports[missing], "CALLFLOW_STATUS", "CALLFLOW_ERROR") == [
+        "ERROR", "invalid: CUSTOMER_ID is missing"]
+    assert agi_commands(pbx, missing)[1:] == ['EXEC MSet "CALLFLOW_STATUS=ERROR,CALLFLOW_ERROR=invalid: CUSTOMER_ID is missing"']
+    reason = reports[comma]["CALLFLOW_ERROR"]
+    assert reports[comma]["CALLFLOW_STATUS"] == "ERROR" and "','" in reason and reason.startswith("invalid: CUSTOMER_ID")
+    assert [c.split(" ", 3)[:3] for c in agi_commands(pbx, comma)[1:]] == [
+        ["SET", "VARIABLE", "CALLFLOW_STATUS"], ["SET", "VARIABLE", "CALLFLOW_ERROR"]]
+    await wait_for_messages(routing_key_for(customer), 1)
 
 
 def test_the_server_saw_each_session_end_with_a_status(pbx: Pbx, callflow_server: CallflowProcess) -> None:
