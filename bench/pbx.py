@@ -106,7 +106,8 @@ class Pbx:
 
     def __init__(self, dialplan: str, globals_: Optional[Mapping[str, str]] = None,
                  includes: Mapping[str, str] = {}, modules: Sequence[str] = MODULES,
-                 directory: Optional[Path] = None, verbose: int = 0, verbose_log: bool = False) -> None:
+                 directory: Optional[Path] = None, verbose: int = 0, verbose_log: bool = False,
+                 log_levels: str = "notice,warning,error") -> None:
         """``dialplan``: extensions.conf contexts; ``globals_``: its [globals]; ``includes``: file
         name -> text, written beside extensions.conf and ``#include``d at its end; ``verbose_log``:
         verbose messages (``agi set debug on`` shows every AGI line) go to ``log/verbose.log``."""
@@ -118,6 +119,7 @@ class Pbx:
         self.modules = tuple(modules)
         self.verbose = verbose
         self.verbose_log = verbose_log
+        self.log_levels = log_levels
         self.process: Optional[subprocess.Popen] = None
         self.report_path = self.dir / "report.log"
         self._report_offset = 0
@@ -159,7 +161,7 @@ class Pbx:
         (etc / "modules.conf").write_text(
             "[modules]\nautoload = no\n" + "".join(f"load => {m}.so\n" for m in self.modules))
         (etc / "logger.conf").write_text(
-            "[general]\n[logfiles]\nmessages.log => notice,warning,error\n"
+            f"[general]\n[logfiles]\nmessages.log => {self.log_levels}\n"
             + ("verbose.log => verbose\n" if self.verbose_log else ""))
         for name in ("cdr.conf", "cel.conf", "manager.conf", "http.conf", "ccss.conf", "features.conf",
                      "indications.conf", "udptl.conf", "acl.conf", "rtp.conf"):
@@ -266,21 +268,26 @@ class Pbx:
         return call_id
 
     # --- reports ----------------------------------------------------------------------------------
-    def poll_reports(self) -> List[str]:
-        """Reads what the dialplan appended since the last poll; the call ids completed by it."""
+    def new_lines(self) -> List[bytes]:
+        """The complete lines the dialplan appended to the report file since the last read."""
         try:
             with open(self.report_path, "rb") as f:
                 f.seek(self._report_offset)
                 data = f.read()
         except FileNotFoundError:
             return []
+        if not data:
+            return []
         self._report_offset += len(data)
-        data = self._partial + data
-        lines = data.split(b"\n")
+        lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
+        return lines
+
+    def poll_reports(self) -> List[str]:
+        """Reads what ``pbx-report`` appended since the last poll; the call ids completed by it."""
         done = []
         now = time.monotonic()
-        for raw in lines:
+        for raw in self.new_lines():
             parts = raw.decode("ascii", "replace").split(" ")
             if len(parts) < 2:
                 continue
