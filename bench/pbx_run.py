@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from bench import data, procstat
+from bench import data, procstat, profile
 from bench.pbx import Pbx, ensure_installed
 from bench.servers import REPO, ServerProcess, callflow_server, free_port
 
@@ -72,6 +74,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--no-floor", action="store_true", help="measure callflow only")
     p.add_argument("--redis-url", default=os.environ.get("CALLFLOW_REDIS_URL", "redis://127.0.0.1:6379/9"))
     p.add_argument("--log-level", default="INFO", help="callflow's CALLFLOW_LOG_LEVEL")
+    p.add_argument("--callflow-src", type=Path,
+                   help="run callflow from this source tree instead (e.g. another commit's src/, from git archive)")
+    p.add_argument("--profile", type=Path, metavar="STACKS",
+                   help="sample callflow with py-spy during its runs (raw stacks to STACKS) and print where its CPU goes")
     p.add_argument("--out", type=Path, help="JSON file (default bench/results/asterisk-<time>.json)")
     args = p.parse_args(argv)
     args.routes = [r.strip() for r in args.routes.split(",") if r.strip()]
@@ -149,6 +155,19 @@ class Driver:
         }
 
 
+def _spy(pid: int, stacks: Path, route: str) -> subprocess.Popen:
+    """py-spy sampling ``pid`` (native frames too: idle time shows as such) until sent SIGINT."""
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        raise SystemExit(f"--profile needs py-spy in this environment: {sys.executable} -m pip install py-spy")
+    out = stacks.parent / f"{stacks.name}.{route}.{time.monotonic_ns()}"
+    process = subprocess.Popen([str(spy), "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+                                "--output", str(out), "--threads", "--native"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # py-spy attaches before the run starts
+    return process
+
+
 def _quantile(values: List[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -204,7 +223,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                         "--redis-port", str(redis_port), "--redis-db", str(redis_db),
                                         "--store", str(workdir / "floor-events.log")],
                               floor_port, workdir, env={"PYTHONPATH": str(REPO)})
-        callflow = callflow_server(workdir, args.redis_url, None, args.log_level)
+        callflow = callflow_server(workdir, args.redis_url, None, args.log_level,
+                                   {"PYTHONPATH": str(args.callflow_src.resolve())} if args.callflow_src else None)
         servers: Dict[str, ServerProcess] = {"callflow": callflow.start()}
         if not args.no_floor:
             servers = {"floor": floor.start(), **servers}
@@ -219,8 +239,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                                        {"server": server.pid, "asterisk": pbx.pid})
                     for i in range(args.runs):
                         for name, server in servers.items():
+                            spy = _spy(server.pid, args.profile, route) if args.profile and name == "callflow" else None
                             result = driver.run(route, f"agi://127.0.0.1:{server.port}", args.calls,
                                                 args.concurrency, {"server": server.pid, "asterisk": pbx.pid})
+                            if spy is not None:
+                                spy.send_signal(signal.SIGINT)
+                                spy.wait(30)
                             runs[name].append(result)
                             print(f"  {route:10} run {i + 1} {name:8} {result['calls_per_s']:7.1f} calls/s  "
                                   f"p50 {result['p50_ms']:6.2f} ms  p95 {result['p95_ms']:6.2f} ms  "
@@ -244,6 +268,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "blocks": blocks}, indent=1))
     print(table(blocks, args.concurrency))
+    if args.profile:
+        for route in args.routes:
+            stacks = []
+            for path in sorted(args.profile.parent.glob(f"{args.profile.name}.{route}.*")):
+                stacks += profile.parse_stacks(path)
+            print(f"\ncallflow under the real Asterisk, route {route}, py-spy:\n{profile.summarize(stacks, 25)}")
     print(f"\n{meta['seconds']} s; load average at the end {meta['loadavg_end'][0]:.2f}; JSON: {out}")
     return 0
 
