@@ -74,7 +74,13 @@ class PbxUnavailable(RuntimeError):
 
 
 def installed() -> bool:
-    return BINARY.is_file() and os.access(BINARY, os.X_OK)
+    """The binary is there and runs (``-V``: its libraries are installed too)."""
+    if not (BINARY.is_file() and os.access(BINARY, os.X_OK)):
+        return False
+    try:
+        return subprocess.run([str(BINARY), "-V"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def ensure_installed() -> None:
@@ -83,7 +89,7 @@ def ensure_installed() -> None:
         return
     result = subprocess.run([str(INSTALL_SCRIPT), "install"], capture_output=True, text=True, timeout=900)
     if result.returncode != 0 or not installed():
-        raise PbxUnavailable(f"scripts/asterisk install failed ({result.returncode}): "
+        raise PbxUnavailable(f"scripts/asterisk install exited {result.returncode} and {BINARY} -V does not run: "
                              f"{(result.stderr or result.stdout).strip()[-800:]}")
 
 

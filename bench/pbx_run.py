@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from bench import data, procstat, profile
 from bench.pbx import Pbx, ensure_installed
+from bench.redis_ctl import RedisUnderTest
 from bench.servers import REPO, ServerProcess, callflow_server, free_port
 
 RESULTS = REPO / "bench" / "results"
@@ -72,7 +73,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="runs per server, alternated (median reported)")
     p.add_argument("--warmup", type=int, default=100, help="calls placed to each server before its first run")
     p.add_argument("--no-floor", action="store_true", help="measure callflow only")
-    p.add_argument("--redis-url", default=os.environ.get("CALLFLOW_REDIS_URL", "redis://127.0.0.1:6379/9"))
+    p.add_argument("--redis-url", help="the Redis both servers use (default: a private redis-server of this run's "
+                                       "own, so no other run on the machine changes the phone lists meanwhile)")
     p.add_argument("--log-level", default="INFO", help="callflow's CALLFLOW_LOG_LEVEL")
     p.add_argument("--callflow-src", type=Path,
                    help="run callflow from this source tree instead (e.g. another commit's src/, from git archive)")
@@ -212,12 +214,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     ensure_installed()
     started = time.time()
     customer = f"bench_{uuid.uuid4().hex[:8]}"
-    data.seed_phone_lists(args.redis_url)
-    redis_port = int(args.redis_url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-    redis_db = int(args.redis_url.rsplit("/", 1)[1] or 0)
     blocks: List[Dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="callflow-bench-pbx-") as tmp:
         workdir = Path(tmp)
+        private = None
+        if args.redis_url is None:
+            private = RedisUnderTest.private_instance(workdir, db=0)
+            args.redis_url = private.url
+        data.seed_phone_lists(args.redis_url)
+        redis_port = int(args.redis_url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+        redis_db = int(args.redis_url.rsplit("/", 1)[1] or 0)
         floor_port = free_port()
         floor = ServerProcess("floor", [sys.executable, "-m", "bench.pbx_floor", "--port", str(floor_port),
                                         "--redis-port", str(redis_port), "--redis-db", str(redis_db),
@@ -261,6 +267,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 server.stop()
             data.purge_event_queue(customer, delete=True)
             data.drop_call_stats(args.redis_url, customer)
+            if private is not None:
+                private.shutdown_private()
     meta = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
             "seconds": round(time.time() - started, 1), "cpus": os.cpu_count(), "python": sys.version.split()[0],
             "loadavg_end": os.getloadavg(), "args": {k: str(v) for k, v in vars(args).items()}}
