@@ -281,6 +281,30 @@ async def test_each_answer_is_one_command_on_the_real_asterisk(pbx: Pbx, numbers
     await wait_for_messages(routing_key_for(customer), 1)
 
 
+async def test_the_sample_dialplan_goes_on_with_normal_when_callflow_is_unreachable(pbx: Pbx, numbers) -> None:
+    """Nothing listens at CALLFLOW: AGISTATUS=FAILURE, and the sample's subroutine sets normal itself."""
+    call_id = pbx.place("t-sample-checkphone", {"NUMBER": numbers["blacklisted"], "CALLFLOW": "agi://127.0.0.1:1"})
+    report = await in_thread(pbx.wait_report, call_id)
+    assert reported(report, "PHONE_POLICY", "CALLFLOW_STATUS", "AGISTATUS") == ["normal", "", "FAILURE"]
+
+
+async def test_without_redis_checkphone_answers_degraded_in_one_command(pbx: Pbx, numbers, tmp_path) -> None:
+    """A callflow whose Redis is down: DEGRADED with the fail-open policy, the whole answer in one MSet."""
+    server = CallflowProcess(tmp_path, redis_url="redis://127.0.0.1:1/0")
+    try:
+        pbx.cli("agi set debug on")
+        try:
+            call_id = pbx.place("t-sample-checkphone", {"NUMBER": numbers["blacklisted"], "CALLFLOW": server.agi_url})
+            report = await in_thread(pbx.wait_report, call_id)
+        finally:
+            pbx.cli("agi set debug off")
+    finally:
+        server.stop()
+    assert reported(report, *CHECKPHONE, "AGISTATUS") == ["normal", "0", "0", "DEGRADED", "SUCCESS"]
+    assert agi_commands(pbx, call_id) == [
+        "EXEC MSet PHONE_POLICY=normal,PHONE_BLACKLISTED=0,PHONE_VIP=0,CALLFLOW_STATUS=DEGRADED"]
+
+
 def test_the_server_saw_each_session_end_with_a_status(pbx: Pbx, callflow_server: CallflowProcess) -> None:
     """Every session so far ended with its CALLFLOW_STATUS known to the summary line."""
     lines = callflow_server.sessions("checkphone") + callflow_server.sessions("event")
