@@ -285,7 +285,8 @@ async def test_the_sample_dialplan_goes_on_with_normal_when_callflow_is_unreacha
     """Nothing listens at CALLFLOW: AGISTATUS=FAILURE, and the sample's subroutine sets normal itself."""
     call_id = pbx.place("t-sample-checkphone", {"NUMBER": numbers["blacklisted"], "CALLFLOW": "agi://127.0.0.1:1"})
     report = await in_thread(pbx.wait_report, call_id)
-    assert reported(report, "PHONE_POLICY", "CALLFLOW_STATUS", "AGISTATUS") == ["normal", "", "FAILURE"]
+    assert reported(report, "PHONE_POLICY", "AGISTATUS") == ["normal", "FAILURE"]
+    assert report["CALLFLOW_STATUS"] != "OK"
 
 
 async def test_without_redis_checkphone_answers_degraded_in_one_command(pbx: Pbx, numbers, tmp_path) -> None:
