@@ -11,7 +11,7 @@ from callflow.domain.policy import PhonePolicy, PolicyResult
 from callflow.entrypoints.agi.session import AgiSession, Route
 from callflow.service_layer.check_phone import CheckPhone
 
-#: time kept back from the lookup for the four SET VARIABLE round trips
+#: time kept back from the lookup for the answer: one EXEC MSet, or four SET VARIABLEs where MSet is missing
 ANSWER_RESERVE_S = 0.1
 #: longest number shown in a log line (a caller id can be any text, of any length)
 MAX_LOGGED_NUMBER = 40
@@ -92,6 +92,7 @@ async def _resolved(provided: Any) -> Any:
 
 
 async def answer(session: AgiSession, result: PolicyResult) -> None:
-    """One SET VARIABLE per variable, one at a time, CALLFLOW_STATUS last (ADR 0021, 0018)."""
+    """The four variables in one ``EXEC MSet``, CALLFLOW_STATUS last; one SET VARIABLE each, one at
+    a time, where Asterisk lacks MSet (ADR 0070, 0021, 0018)."""
     structlog.contextvars.bind_contextvars(policy=result.policy)
     await session.set_variables(result.variables())

@@ -1,7 +1,7 @@
 """``callflow serve``: the FastAGI server with its routes, metrics and health, until SIGTERM.
 
 SIGTERM or SIGINT: stop accepting, let sessions in flight finish (``drain_timeout_s``), close the
-rest, shut the clients down, exit 0. Runs on uvloop when it is installed (extra ``fast``).
+rest, shut the clients down, exit 0. Runs on uvloop when it is installed (a default dependency on CPython off Windows, ADR 0071).
 """
 from __future__ import annotations
 
