@@ -105,19 +105,23 @@ async def test_silent_connections_at_the_session_cap_do_not_let_a_blacklisted_ca
 
 async def test_more_silent_connections_than_the_default_cap_stop_no_call(serve_factory, blocked: str) -> None:
     """The default cap (3000) and 3,200 silent sockets re-opened as they are dropped: no call gets the
-    overload fallback, and none an answer that looks like the lists' and lets the caller through.
+    overload fallback (before: every one did, normal/DEGRADED), none an answer that looks like the
+    lists' and lets the caller through, and at least 15 of 20 the lists' own answer.
 
-    Re-opening every closed socket at once keeps the server accepting and closing as fast as the
-    client connects: on a busy shared machine a call may then be answered DEGRADED (Redis or the
-    loop too slow), which is honest; before, every call got normal/DEGRADED from the session cap."""
+    Each wave of silent sockets closed at the header timeout is re-opened at once: on a busy shared
+    machine a call arriving then may be answered DEGRADED or shed unanswered (ADR 0017), both of
+    which the dialplan can tell from an answer."""
     server = await serve_factory()
     # 20 calls over about 3.5 s: through at least one header timeout (2 s) of all the silent sockets
     results = await calls_during_silence(server, silent=3200, calls=20, number=blocked, spacing_s=0.15)
     answers = [answer(r) for r in results]
     durations = sorted(r.duration for r in results)
     print(f"20 calls beside 3,200 silent sockets: {answers.count(ANSWER)} answered from the lists, "
-          f"median {durations[10] * 1000:.0f} ms, max {durations[-1] * 1000:.0f} ms")
-    assert all(a == ANSWER or a[2] == "DEGRADED" for a in answers), answers  # never normal/OK
+          f"median {durations[10] * 1000:.0f} ms, max {durations[-1] * 1000:.0f} ms; others: "
+          f"{[(a, round(r.duration * 1000)) for a, r in zip(answers, results) if a != ANSWER]}")
+    # never an answer that looks like the lists' and lets the caller through; DEGRADED is honest, and
+    # no status at all is the dialplan's "no answer" (a call shed while the loop ran behind, ADR 0017)
+    assert all(a == ANSWER or a[2] in ("DEGRADED", "<unset>") for a in answers), answers
     assert answers.count(ANSWER) >= 15, answers
     samples = await metric_samples(server.http_port)
     assert sample(samples, "callflow_agi_rejected_connections_total", reason="overloaded") == 0

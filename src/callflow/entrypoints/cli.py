@@ -71,12 +71,14 @@ def is_authentication_failure(error: BaseException) -> bool:
                for link in _chain(error) for cls in type(link).__mro__)
 
 
-def unreachable(service: str, error: BaseException) -> CommandFailed:
-    """A backing service failed: a refused password is bad input (2), anything else unreachable (3)."""
+def unreachable(service: str, error: BaseException, at: str = "") -> CommandFailed:
+    """A backing service failed: a refused password is bad input (2), anything else unreachable (3).
+    ``at``: where it was asked (a URL, password masked)."""
+    where = f" at {at}" if at else ""
     if is_authentication_failure(error):
-        return CommandFailed(f"{service} authentication failed (check the password in the URL): "
+        return CommandFailed(f"{service}{where} authentication failed (check the password in the URL): "
                              f"{_one_line(error)}", EXIT_USAGE)
-    return CommandFailed(f"{service} cannot be reached: {_one_line(error)}", EXIT_UNAVAILABLE)
+    return CommandFailed(f"{service} cannot be reached{where}: {_one_line(error)}", EXIT_UNAVAILABLE)
 
 
 def failure_of(error: BaseException) -> CommandFailed:

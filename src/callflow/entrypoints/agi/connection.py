@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from random import random
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from callflow.entrypoints.agi import observe
@@ -75,7 +76,10 @@ class AgiConnection(asyncio.Protocol):
             return
         self.admitted = admitted
         self.peer = observe.format_peer(peername)
-        self._timer = self.loop.call_later(self._limits.header_timeout_s, self._header_timeout)
+        # up to a quarter longer, at random: sockets opened together and left silent then time out
+        # over half a second instead of in one loop turn, which calls arriving then would wait behind
+        self._timer = self.loop.call_later(self._limits.header_timeout_s * (1.0 + random() / 4),
+                                           self._header_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self.closed is not None:

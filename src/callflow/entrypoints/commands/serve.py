@@ -1,7 +1,7 @@
 """``callflow serve``: the FastAGI server with its routes, metrics and health, until SIGTERM.
 
 SIGTERM or SIGINT: stop accepting, let sessions in flight finish (``drain_timeout_s``), close the
-rest, shut the clients down, exit 0. Runs on uvloop when it is installed (extra ``fast``).
+rest, shut the clients down, exit 0. Runs on uvloop when it is installed (a default dependency on CPython off Windows, ADR 0071).
 
 Settings are checked before anything starts (a bad one: one line, exit 2). A signal during start-up
 stops it where it is and exits 0; a start-up that fails or does not finish within
@@ -23,7 +23,7 @@ from callflow.entrypoints.agi.server import AgiServer
 from callflow.entrypoints.cli import command_help
 from callflow.entrypoints.commands.config import load_settings
 from callflow.entrypoints.descriptors import fit_to_descriptors
-from callflow.entrypoints.http import OpsHttpServer, ReadinessCheck, broker_check, redis_check
+from callflow.entrypoints.http import OpsHttpServer, ReadinessCheck, broker_check, outbox_check, redis_check
 from callflow.logging import configure_logging, flush_logs, get_logger
 
 _log = get_logger("callflow.serve")
@@ -72,7 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _configure_logging(settings: Settings) -> None:
     try:
         configure_logging(settings.log_level, log_file=settings.log_path, fmt=settings.log_format,
-                          batch_s=LOG_BATCH_S)
+                          batch_s=LOG_BATCH_S, max_bytes=settings.log_max_bytes, backups=settings.log_backups)
     except OSError as error:  # an unwritable log directory must not keep calls from being served
         configure_logging(settings.log_level, log_file=None, fmt=settings.log_format, batch_s=LOG_BATCH_S)
         _log.warning("log file unusable, logging to the console only", path=str(settings.log_path), error=str(error))
@@ -91,7 +91,11 @@ def run_loop(main: Awaitable[int]) -> int:
 
 
 class StartupFailed(Exception):
-    """Start-up cannot go on; the message says why (logged on one line)."""
+    """Start-up cannot go on: logged as one line, ``event`` with ``fields``."""
+
+    def __init__(self, event: str, **fields: Any) -> None:
+        super().__init__(f"{event}: {fields}")
+        self.event, self.fields = event, fields
 
 
 async def serve(settings: Settings, stop: Optional[asyncio.Event] = None) -> int:
@@ -115,7 +119,7 @@ async def serve(settings: Settings, stop: Optional[asyncio.Event] = None) -> int
         if ops is not None:
             await ops.stop()
     except StartupFailed as failure:
-        _log.error("callflow cannot start", error=str(failure))
+        _log.error(failure.event, **failure.fields)
         return 1
     finally:
         await _shut_down(app, settings.outbox_flush_timeout_s + SHUTDOWN_MARGIN_S)
@@ -125,11 +129,15 @@ async def serve(settings: Settings, stop: Optional[asyncio.Event] = None) -> int
 
 async def _start(settings: Settings, app: Any) -> Tuple[AgiServer, Optional[OpsHttpServer]]:
     await _maybe_await(app.init_resources())
+    unusable = (await _resolved(app.adapters.outbox())).problem
+    if unusable is not None:  # it could take no event: let calls go to an instance that can (ADR 0090)
+        raise StartupFailed("cannot serve: the outbox is unusable", reason=unusable)
     agi = AgiServer(settings, await build_routes(app, settings))
     try:
         host, port = await agi.start()
     except OSError as error:
-        raise StartupFailed(f"cannot listen for FastAGI on {settings.agi_host}:{settings.agi_port}: {error}") from None
+        raise StartupFailed("cannot listen for FastAGI", host=settings.agi_host, port=settings.agi_port,
+                            error=str(error)) from None
     ops = await start_ops_http(settings, app, agi)
     settle_garbage_collector()
     _log.info("callflow serving", agi=f"{host}:{port}", event_loop=type(asyncio.get_running_loop()).__module__,
@@ -154,12 +162,12 @@ async def _start_unless_stopped(starting: Awaitable[Any], stop: asyncio.Event) -
             return task.result()
         if isinstance(failure, StartupFailed):
             raise failure
-        raise StartupFailed(f"{type(failure).__name__}: {failure}") from None
+        raise StartupFailed("callflow cannot start", error=f"{type(failure).__name__}: {failure}") from None
     task.cancel()
     await asyncio.wait({task}, timeout=SHUTDOWN_MARGIN_S)
     if stop.is_set():
         return None
-    raise StartupFailed(f"start-up did not finish within {STARTUP_TIMEOUT_S:g} s")
+    raise StartupFailed("callflow cannot start", error=f"start-up did not finish within {STARTUP_TIMEOUT_S:g} s")
 
 
 async def _shut_down(app: Any, timeout_s: float) -> None:
@@ -190,10 +198,12 @@ async def start_ops_http(settings: Settings, app: Any, agi: AgiServer) -> Option
 
 
 async def readiness_checks(app: Any) -> Dict[str, ReadinessCheck]:
-    """What /readyz asks: Redis answers PING, the event publisher is connected (names in the JSON report)."""
+    """What /readyz asks: Redis answers PING, the event publisher is connected, the outbox takes events
+    (names in the JSON report)."""
     return {
         "redis": redis_check(await app.adapters.redis_client()),
         "rabbitmq": broker_check(await app.adapters.event_publisher()),
+        "outbox": outbox_check(await _resolved(app.adapters.outbox())),
     }
 
 
@@ -227,3 +237,8 @@ def _signalled(stop: asyncio.Event, signum: int) -> Callable[[], None]:
 async def _maybe_await(result: Any) -> None:
     if inspect.isawaitable(result):
         await result
+
+
+async def _resolved(provided: Any) -> Any:
+    """A provider's object, whether the provider is a Resource (awaitable) or a Singleton."""
+    return await provided if inspect.isawaitable(provided) else provided
