@@ -93,3 +93,26 @@ def test_a_command_imports_only_its_own_module():
              " 'callflow.containers', 'aio_pika'))))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "['callflow.entrypoints.commands.config']"
+
+
+def test_one_error_path_maps_each_kind_of_failure_to_its_exit_status():
+    """ADR 0083: bad values 2, a refused password 2 (whatever raised it), out of reach 3, else 1."""
+    import csv
+
+    from callflow.entrypoints.cli import CommandFailed, failure_of
+
+    class AuthenticationError(Exception):  # redis-py's name; the CLI matches names, not imports
+        pass
+
+    def raised(error: BaseException, cause: BaseException) -> BaseException:
+        error.__cause__ = cause
+        return error
+
+    assert failure_of(ValueError("Port could not be cast")).code == 2
+    assert failure_of(csv.Error("field larger than field limit (131072)")).code == 2
+    assert failure_of(ConnectionRefusedError("refused")).code == 3
+    refused = failure_of(raised(RuntimeError("redis phone_lookup"), AuthenticationError("invalid password")))
+    assert refused.code == 2 and "authentication failed" in str(refused)
+    assert failure_of(KeyError("x")).code == 1 and "unexpected error: KeyError" in str(failure_of(KeyError("x")))
+    assert failure_of(CommandFailed("said", 3)).code == 3
+    assert "\n" not in str(failure_of(ValueError("two\nlines")))
