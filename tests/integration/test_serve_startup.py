@@ -118,3 +118,12 @@ async def test_a_start_up_that_fails_is_one_line() -> None:
 async def test_a_bad_port_on_the_command_line_is_exit_2(tmp_path: Path) -> None:
     code, err = await run(tmp_path, "serve", "--port", "99999", env=environment(tmp_path), timeout=20)
     assert code == 2 and "between 0 and 65535" in err and "Traceback" not in err
+
+
+async def test_a_start_up_cancelled_from_within_is_a_failure_not_a_stop() -> None:
+    """A start-up task that ends cancelled while nobody asked to stop is reported: exit 1, not 0."""
+    async def cancels_itself() -> None:
+        raise asyncio.CancelledError()
+
+    with pytest.raises(serve_command.StartupFailed, match="cancelled from within"):
+        await serve_command._start_unless_stopped(cancels_itself(), asyncio.Event())

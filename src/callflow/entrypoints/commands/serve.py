@@ -155,8 +155,10 @@ async def _start_unless_stopped(starting: Awaitable[Any], stop: asyncio.Event) -
     finally:
         stopped.cancel()
     if task.done():
-        if task.cancelled():
-            return None
+        if task.cancelled():  # by what it awaited, not by a stop: that is a failure, not a stop
+            if stop.is_set():
+                return None
+            raise StartupFailed("callflow cannot start", error="start-up was cancelled from within")
         failure = task.exception()
         if failure is None:
             return task.result()
