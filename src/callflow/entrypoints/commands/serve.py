@@ -36,6 +36,9 @@ YOUNG_GC_THRESHOLD = 20_000
 STARTUP_TIMEOUT_S = 120.0
 #: how long closing the clients may take beyond the outbox flush
 SHUTDOWN_MARGIN_S = 10.0
+#: a stop during start-up lets the step in progress finish for up to this long (cancelling the
+#: container's start-up halfway leaves its libraries logging tracebacks); a step stuck longer is cancelled
+STOP_GRACE_S = 5.0
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
@@ -90,6 +93,10 @@ def run_loop(main: Awaitable[int]) -> int:
     return asyncio.run(main)  # type: ignore[arg-type]
 
 
+class _StoppedDuringStartup(Exception):
+    """A stop was asked between two steps of the start-up."""
+
+
 class StartupFailed(Exception):
     """Start-up cannot go on: logged as one line, ``event`` with ``fields``."""
 
@@ -106,7 +113,7 @@ async def serve(settings: Settings, stop: Optional[asyncio.Event] = None) -> int
     stop = stop or _stop_on_signals()
     app = build_application(settings)
     try:
-        started = await _start_unless_stopped(_start(settings, app), stop)
+        started = await _start_unless_stopped(_start(settings, app, stop), stop)
         if started is None:
             _log.info("callflow stopped during start-up")
             return 0
@@ -127,12 +134,17 @@ async def serve(settings: Settings, stop: Optional[asyncio.Event] = None) -> int
     return 0
 
 
-async def _start(settings: Settings, app: Any) -> Tuple[AgiServer, Optional[OpsHttpServer]]:
+async def _start(settings: Settings, app: Any, stop: asyncio.Event) -> Tuple[AgiServer, Optional[OpsHttpServer]]:
+    """Open the clients, build the routes, listen. A stop is obeyed between steps; once listening,
+    ``serve`` drains as after any stop."""
     await _maybe_await(app.init_resources())
+    _unless_stopped(stop)
     unusable = (await _resolved(app.adapters.outbox())).problem
     if unusable is not None:  # it could take no event: let calls go to an instance that can (ADR 0090)
         raise StartupFailed("cannot serve: the outbox is unusable", reason=unusable)
-    agi = AgiServer(settings, await build_routes(app, settings))
+    routes = await build_routes(app, settings)
+    _unless_stopped(stop)
+    agi = AgiServer(settings, routes)
     try:
         host, port = await agi.start()
     except OSError as error:
@@ -145,8 +157,13 @@ async def _start(settings: Settings, app: Any) -> Tuple[AgiServer, Optional[OpsH
     return agi, ops
 
 
+def _unless_stopped(stop: asyncio.Event) -> None:
+    if stop.is_set():
+        raise _StoppedDuringStartup()
+
+
 async def _start_unless_stopped(starting: Awaitable[Any], stop: asyncio.Event) -> Any:
-    """``starting``'s result; None when ``stop`` was set first (start-up cancelled). Raises
+    """``starting``'s result; None when ``stop`` was set first (start-up given up). Raises
     ``StartupFailed`` when start-up raised or took longer than ``STARTUP_TIMEOUT_S``."""
     task = asyncio.ensure_future(starting)
     stopped = asyncio.ensure_future(stop.wait())
@@ -154,6 +171,8 @@ async def _start_unless_stopped(starting: Awaitable[Any], stop: asyncio.Event) -
         await asyncio.wait({task, stopped}, timeout=STARTUP_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopped.cancel()
+    if not task.done() and stop.is_set():  # the step in progress ends, the next sees the stop
+        await asyncio.wait({task}, timeout=STOP_GRACE_S)
     if task.done():
         if task.cancelled():  # by what it awaited, not by a stop: that is a failure, not a stop
             if stop.is_set():
@@ -162,14 +181,24 @@ async def _start_unless_stopped(starting: Awaitable[Any], stop: asyncio.Event) -
         failure = task.exception()
         if failure is None:
             return task.result()
+        if isinstance(failure, _StoppedDuringStartup):
+            return None
         if isinstance(failure, StartupFailed):
             raise failure
         raise StartupFailed("callflow cannot start", error=f"{type(failure).__name__}: {failure}") from None
+    # stuck: cancel it; what its libraries then complain about goes on one line each, no traceback
+    asyncio.get_running_loop().set_exception_handler(_one_line_per_complaint)
     task.cancel()
     await asyncio.wait({task}, timeout=SHUTDOWN_MARGIN_S)
     if stop.is_set():
         return None
     raise StartupFailed("callflow cannot start", error=f"start-up did not finish within {STARTUP_TIMEOUT_S:g} s")
+
+
+def _one_line_per_complaint(loop: asyncio.AbstractEventLoop, context: Dict[str, Any]) -> None:
+    failure = context.get("exception")
+    _log.warning("asyncio: " + str(context.get("message", "")).split("\n", 1)[0][:200],
+                 error=f"{type(failure).__name__}: {failure}" if failure is not None else "")
 
 
 async def _shut_down(app: Any, timeout_s: float) -> None:
