@@ -21,12 +21,14 @@ RUN groupadd --system --gid 10001 callflow \
 
 # A virtual environment, not the base's own site-packages: the same steps then work on a base whose
 # Python belongs to the system (Debian forbids pip there). The dependencies get their own layer,
-# rebuilt only when pyproject.toml changes, from a placeholder package; the code then replaces it.
+# rebuilt only when pyproject.toml changes, installed with a placeholder package (and README, which
+# pyproject.toml names); the code then replaces it.
 WORKDIR /opt/callflow
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 RUN python3 -m venv /opt/callflow/venv \
- && mkdir -p src/callflow && touch src/callflow/__init__.py \
- && pip install '.[fast]' && pip uninstall -y callflow && rm -rf src build
+ && mkdir -p src/callflow && touch src/callflow/__init__.py README.md \
+ && pip install '.[fast]' && pip uninstall -y callflow && rm -rf src build README.md
+COPY README.md ./
 COPY src ./src
 RUN pip install --no-deps . && rm -rf src build && callflow --help >/dev/null
 
