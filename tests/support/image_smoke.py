@@ -6,7 +6,8 @@ Redis (db 15) and RabbitMQ, and checks in order:
 1. the container turns healthy, runs as uid 10001, answers /readyz 200;
 2. one checkphone (a number blacklisted for the run) and one event through it (the message reaches
    ``call.events.{customer}`` and matches the contract);
-3. ``docker stop`` with an event session in flight: the session still gets OK, the container exits 0;
+3. ``docker stop`` with an event session in flight: the session still gets OK, its event is on the
+   queue, the container exits 0;
 4. a container on the same volume pointed at a closed AMQP port answers an event OK from its outbox,
    then is ``docker kill``-ed (the event only on disk);
 5. a container on the same volume with the right AMQP URL delivers that event, then ``docker stop``
@@ -191,9 +192,10 @@ class Smoke:
         # off the event loop: the fake Asterisk must answer while the container drains
         await asyncio.get_running_loop().run_in_executor(None, lambda: docker("stop", "-t", "30", first, timeout=60))
         code = await self.wait_exit(first)
-        _, status = await in_flight
+        drained, status = await in_flight
         if code != 0 or status != "OK":
             raise SmokeFailure(f"docker stop with a session in flight: exit {code}, the session got {status}")
+        await self.delivered(customer, [drained])  # pushed from the outbox before the exit
         self.timed("docker stop, a session in flight drained, exit 0", started)
 
         started = time.monotonic()
