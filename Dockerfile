@@ -2,12 +2,16 @@
 #   docker build -t callflow .
 #   docker run --rm -e CALLFLOW_ALLOWED_NETWORKS=192.0.2.10/32 -e CALLFLOW_REDIS_URL=... -e CALLFLOW_AMQP_URL=... \
 #       -p 4573:4573 -p 127.0.0.1:9108:9108 -v callflow-data:/var/lib/callflow callflow
-FROM python:3.13-slim
+# BASE_IMAGE: any Debian-like image with python3 (3.9 or newer) and its venv module, e.g. one made from
+# Debian's packages where no image registry is reachable (scripts/image-smoke does that).
+ARG BASE_IMAGE=python:3.13-slim
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/callflow/venv/bin:$PATH
 
 RUN groupadd --system --gid 10001 callflow \
  && useradd --system --uid 10001 --gid callflow --home-dir /var/lib/callflow --no-create-home \
@@ -15,10 +19,18 @@ RUN groupadd --system --gid 10001 callflow \
  && mkdir -p /var/lib/callflow /var/log/callflow \
  && chown callflow:callflow /var/lib/callflow /var/log/callflow
 
+# A virtual environment, not the base's own site-packages: the same steps then work on a base whose
+# Python belongs to the system (Debian forbids pip there). The dependencies get their own layer,
+# rebuilt only when pyproject.toml changes, installed with a placeholder package (and README, which
+# pyproject.toml names); the code then replaces it.
 WORKDIR /opt/callflow
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
+RUN python3 -m venv /opt/callflow/venv \
+ && mkdir -p src/callflow && touch src/callflow/__init__.py README.md \
+ && pip install '.[fast]' && pip uninstall -y callflow && rm -rf src build README.md
+COPY README.md ./
 COPY src ./src
-RUN pip install '.[fast]' && rm -rf /opt/callflow/src /opt/callflow/build
+RUN pip install --no-deps . && rm -rf src build && callflow --help >/dev/null
 
 # Listen on every interface of the container; CALLFLOW_ALLOWED_NETWORKS (default loopback only) still
 # decides who may connect: set it to your Asterisk servers' addresses. The metrics and health port

@@ -9,6 +9,8 @@ from typing import AsyncIterator, List, Tuple
 
 import aio_pika
 
+from tests.support.event_schema import check_properties
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -37,7 +39,10 @@ async def broker_started() -> None:
 
 
 async def take_all(amqp_url: str, queue: str, delete: bool = True) -> List[Tuple[str, bytes]]:
-    """Every message in ``queue`` as (message_id, body), in queue order; the queue is then deleted."""
+    """Every message in ``queue`` as (message_id, body), in queue order; the queue is then deleted.
+
+    Each message's AMQP properties are checked against docs/asyncapi.yaml (the queue is named after
+    its routing key); the body is left to the test (some publish bodies that are not events)."""
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel()
@@ -47,6 +52,8 @@ async def take_all(amqp_url: str, queue: str, delete: bool = True) -> List[Tuple
             message = await found.get(no_ack=True, fail=False)
             if message is None:
                 break
+            check_properties(queue, {"message_id": message.message_id, "content_type": message.content_type,
+                                     "delivery_mode": int(message.delivery_mode)})
             messages.append((message.message_id or "", message.body))
         if delete:
             await channel.queue_delete(queue)

@@ -1,18 +1,24 @@
-"""Check messages against the event contract (``docs/event.schema.json``), field order included.
+"""Check messages against the event contract, field order included: ``docs/asyncapi.yaml`` says
+which message each routing key carries and its AMQP properties, ``docs/event.schema.json`` its body.
 
 For any test that consumes ``call.events.*``: ``check_message(routing_key, body)`` returns the parsed
-body or raises ``AssertionError`` saying what breaks the contract.
+body or raises ``AssertionError`` saying what breaks the contract; ``check_properties(routing_key,
+properties)`` checks message_id, content_type and delivery_mode (``broker.take_all`` calls it on
+every message it reads).
 """
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Dict
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
 
+import yaml
 from jsonschema import Draft202012Validator
 
-from callflow.domain.envelope import INVALID_ROUTING_KEY
+ASYNCAPI = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
 
 
 @lru_cache(maxsize=None)
@@ -50,6 +56,56 @@ def check_invalid_event(body: bytes) -> Dict[str, Any]:
     return _check(body, "invalidEvent")
 
 
+@lru_cache(maxsize=None)
+def asyncapi() -> Dict[str, Any]:
+    return yaml.safe_load(ASYNCAPI.read_text("utf-8"))
+
+
+def resolve(ref: str) -> Dict[str, Any]:
+    """A local ``#/a/b`` reference of the AsyncAPI document, followed until it is no reference."""
+    assert ref.startswith("#/"), ref
+    found: Any = asyncapi()
+    for part in ref[2:].split("/"):
+        found = found[part]
+    return resolve(found["$ref"]) if "$ref" in found else found
+
+
+@lru_cache(maxsize=None)
+def _published_channels() -> List[Tuple["re.Pattern[str]", Dict[str, Any]]]:
+    """(address pattern, message) of each channel callflow sends to; addresses without parameters
+    first, so ``call.events.invalid`` is the invalid-event channel, not a customer named invalid."""
+    channels = []
+    for operation in asyncapi()["operations"].values():
+        assert operation["action"] == "send"
+        channel = resolve(operation["channel"]["$ref"])
+        [message_ref] = operation["messages"]
+        address = channel["address"]
+        pattern = "[A-Za-z0-9_.-]+".join(re.escape(part) for part in address.split("{customer_id}"))
+        channels.append((re.compile(pattern + r"\Z"), resolve(message_ref["$ref"])))
+    return sorted(channels, key=lambda pair: "+" in pair[0].pattern)
+
+
+def message_for(routing_key: str) -> Dict[str, Any]:
+    """The AsyncAPI message a routing key carries (AssertionError when no channel has that address)."""
+    for pattern, message in _published_channels():
+        if pattern.match(routing_key):
+            return message
+    raise AssertionError(f"no channel of docs/asyncapi.yaml has the address {routing_key!r}")
+
+
 def check_message(routing_key: str, body: bytes) -> Dict[str, Any]:
-    """Either kind, chosen by the routing key the message travelled with."""
-    return check_invalid_event(body) if routing_key == INVALID_ROUTING_KEY else check_event(body)
+    """The body checked against the payload docs/asyncapi.yaml gives the routing key's channel."""
+    ref = message_for(routing_key)["payload"]["schema"]["$ref"]
+    document, _, pointer = ref.partition("#/$defs/")
+    assert document == "event.schema.json", ref
+    return check_event(body) if pointer == "event" else _check(body, pointer)
+
+
+def check_properties(routing_key: str, properties: Dict[str, Any]) -> None:
+    """The AMQP properties of a message against the headers of its channel's message."""
+    schema = dict(message_for(routing_key)["headers"])
+    if "$ref" in schema:
+        schema = resolve(schema["$ref"])
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    errors = [f"{'/'.join(map(str, e.path)) or '<root>'}: {e.message}" for e in validator.iter_errors(properties)]
+    assert not errors, f"{routing_key}: " + "; ".join(errors)

@@ -45,9 +45,12 @@ def compose() -> dict:
 
 
 def test_image_is_slim_python_and_runs_as_a_non_root_user() -> None:
-    """FROM a slim Python image; USER names a non-root user before the entrypoint."""
+    """FROM the BASE_IMAGE argument, a slim Python image unless given; USER names a non-root user
+    before the entrypoint."""
     pairs = dockerfile()
-    assert re.match(r"python:3\.\d+-slim", pairs[0][1]), pairs[0]
+    assert pairs[0][0] == "ARG" and pairs[1] == ("FROM", "${BASE_IMAGE}"), pairs[:2]
+    name, _, default = pairs[0][1].partition("=")
+    assert name == "BASE_IMAGE" and re.match(r"python:3\.\d+-slim$", default), pairs[0]
     users = [rest for instruction, rest in pairs if instruction == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert [i for i, _ in pairs].index("USER") < [i for i, _ in pairs].index("ENTRYPOINT")
@@ -62,7 +65,7 @@ def test_image_listens_everywhere_and_keeps_data_and_logs_in_volumes() -> None:
     exposed = next(rest for i, rest in dockerfile() if i == "EXPOSE").split()
     assert exposed == ["4573", "9108"]
     assert set(env) - {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR",
-                       "PIP_DISABLE_PIP_VERSION_CHECK"} <= SETTING_NAMES
+                       "PIP_DISABLE_PIP_VERSION_CHECK", "PATH"} <= SETTING_NAMES
 
 
 def healthcheck_command() -> List[str]:
@@ -123,3 +126,13 @@ def test_compose_keeps_the_outbox_and_gives_the_drain_time() -> None:
     grace = int(callflow["stop_grace_period"].rstrip("s"))
     assert grace > Settings.model_fields["drain_timeout_s"].default
     assert any(port.endswith(":4573") for port in callflow["ports"])
+
+
+def test_image_installs_into_a_virtual_environment_first_on_path() -> None:
+    """callflow goes into a virtual environment whose bin/ leads PATH, so the entrypoint and the
+    HEALTHCHECK's python are the environment's on any base (a Debian python3 forbids pip installs)."""
+    venv_bin = docker_env()["PATH"].split(":")[0]
+    assert venv_bin.endswith("/bin")
+    runs = " ".join(rest for instruction, rest in dockerfile() if instruction == "RUN")
+    assert f"python3 -m venv {venv_bin[:-len('/bin')]}" in runs
+    assert "pip install" in runs and "--user" not in runs
