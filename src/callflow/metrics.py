@@ -63,6 +63,27 @@ EVENTS_PUBLISHED = Counter(
 )
 OUTBOX_DEPTH = Gauge("callflow_outbox_depth", "Events held in the local outbox, not yet confirmed", registry=REGISTRY)
 
+# --- RabbitMQ nodes and queue types (ADR 0105, 0106) ---------------------------------------------
+AMQP_NODE_CONNECTED = Gauge(
+    "callflow_amqp_node_connected",
+    "1 for the broker node (host:port of CALLFLOW_AMQP_URL) the publisher is connected to, 0 for the others",
+    ["node"],
+    registry=REGISTRY,
+)
+AMQP_CONNECTIONS = Counter(
+    "callflow_amqp_connections_total",
+    "Connections the publisher opened, per node (more than one: reconnections, e.g. after a node loss)",
+    ["node"],
+    registry=REGISTRY,
+)
+AMQP_QUEUE_REFUSED = Gauge(
+    "callflow_amqp_queue_refused",
+    "1 while RabbitMQ refuses to declare this queue as configured (e.g. it exists with another type: "
+    "CALLFLOW_AMQP_QUEUE_TYPE); its events wait in the outbox",
+    ["queue"],
+    registry=REGISTRY,
+)
+
 # --- event route ------------------------------------------------------------------------------
 EVENT_VALUE_READS = Counter(
     "callflow_event_value_reads_total",

@@ -61,7 +61,10 @@ def effective_values(settings: Settings) -> Dict[str, str]:
 
 
 def mask_secret(value: str) -> str:
-    """A URL keeps its scheme, user, host and path with the password masked; anything else is masked whole."""
+    """A URL keeps its scheme, user, host and path with the password masked; anything else is masked whole.
+    A comma-separated list of URLs (a broker cluster's nodes) is masked URL by URL."""
+    if value.count("://") > 1:
+        return ",".join(mask_secret(part.strip()) for part in value.split(","))
     try:
         parts = urlsplit(value)
         port = parts.port  # raises on a malformed port
