@@ -12,12 +12,12 @@ import asyncio
 import json
 import logging
 import sys
-from typing import Optional
+from typing import Optional, Sequence
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import AMQPError
 
+from callflow.adapters.rabbitmq_nodes import NoBrokerReachable, connect_first
 from callflow.adapters.rabbitmq_topology import declare_exchange
 from callflow.domain.envelope import EXCHANGE, routing_key_for
 from callflow.domain.identifiers import identifier_problem
@@ -60,16 +60,18 @@ def _tail(args: argparse.Namespace) -> int:
     if problem:
         print(f"callflow events tail: {problem}", file=sys.stderr)
         return 2
-    url = load_settings().amqp_url.get_secret_value()
-    return asyncio.run(_follow(url, routing_key_for(args.customer), args.count, args.idle_timeout, args.pretty))
+    urls = load_settings().amqp_urls
+    return asyncio.run(_follow(urls, routing_key_for(args.customer), args.count, args.idle_timeout, args.pretty))
 
 
-async def _follow(url: str, routing_key: str, count: Optional[int], idle_s: Optional[float], pretty: bool) -> int:
+async def _follow(urls: Sequence[str], routing_key: str, count: Optional[int], idle_s: Optional[float],
+                  pretty: bool) -> int:
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)  # its connect errors are reported below, once
-    try:
-        connection = await asyncio.wait_for(aio_pika.connect(url), _CONNECT_TIMEOUT_S)
-    except (AMQPError, OSError, asyncio.TimeoutError) as exc:
-        print(f"callflow events tail: RabbitMQ at {mask_secret(url)} cannot be reached: {exc!r}", file=sys.stderr)
+    try:  # a cluster's nodes in order, as the server does (ADR 0105)
+        connection, _, _ = await connect_first(urls, _CONNECT_TIMEOUT_S)
+    except (NoBrokerReachable, AMQPError, OSError, asyncio.TimeoutError) as exc:
+        where = ", ".join(mask_secret(url) for url in urls)
+        print(f"callflow events tail: RabbitMQ at {where} cannot be reached: {exc}", file=sys.stderr)
         return 3
     inbox: "asyncio.Queue[object]" = asyncio.Queue()
     connection.close_callbacks.add(lambda *_: inbox.put_nowait(_LOST))
