@@ -31,7 +31,8 @@ from callflow.service_layer.ports import PublishFailed
 _log = get_logger("callflow.broker")
 _PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 _PUBLISHED = {True: metrics.EVENTS_PUBLISHED.labels(kind="invalid"), False: metrics.EVENTS_PUBLISHED.labels(kind="event")}
-REFUSED_RETRY_S = 30.0
+REFUSED_RETRY_S = 5.0  # a refused declaration costs one channel; an operator's fix shows within seconds
+_REFUSED_LOG_EVERY = 12  # one error line per queue at the first refusal, then about once a minute
 
 
 class RabbitMQPublisher:
@@ -60,6 +61,7 @@ class RabbitMQPublisher:
         self._declarer: "Optional[asyncio.Future[AbstractChannel]]" = None
         self._queues: Dict[str, "asyncio.Future[None]"] = {}
         self._refused: Dict[str, float] = {}  # queue -> when to try declaring it again (monotonic)
+        self._refusals: Dict[str, int] = {}  # queue -> refusals in a row (to log some, not all)
         self._connector: Optional["asyncio.Task[None]"] = None
         self.node: Optional[str] = None  # host:port of the node connected to
         for other in self._urls:
@@ -170,6 +172,7 @@ class RabbitMQPublisher:
         if failed and self._queues.get(name) is done:
             del self._queues[name]
         if not failed:
+            self._refusals.pop(name, None)
             if self._refused.pop(name, None) is not None:
                 _forget_refusal(name)
                 _log.info("queue declared as configured; its events flow again", queue=name,
@@ -182,6 +185,9 @@ class RabbitMQPublisher:
         arguments. Publishes to it fail at once (events stay in the outbox) until the next try."""
         self._refused[name] = time.monotonic() + self._refused_retry_s
         metrics.AMQP_QUEUE_REFUSED.labels(queue=name).set(1)
+        refusals = self._refusals[name] = self._refusals.get(name, 0) + 1
+        if refusals % _REFUSED_LOG_EVERY != 1:
+            return
         if "x-queue-type" in reply:
             fix = (f"the queue exists with another type than CALLFLOW_AMQP_QUEUE_TYPE={self._queue_type}: set the "
                    "setting to the queue's type, or let its consumers empty it and delete it (callflow then "
@@ -189,7 +195,8 @@ class RabbitMQPublisher:
         else:
             fix = "the queue exists with other arguments than callflow declares: delete it once its consumers emptied it"
         _log.error("RabbitMQ refuses to declare the queue; its events wait in the outbox", queue=name,
-                   queue_type=self._queue_type, broker_reply=reply, retry_in_s=self._refused_retry_s, fix=fix)
+                   queue_type=self._queue_type, broker_reply=reply, refusals=refusals,
+                   retry_every_s=self._refused_retry_s, fix=fix)
 
     # --- the connection ---------------------------------------------------------------------------
     async def _stay_connected(self) -> None:
