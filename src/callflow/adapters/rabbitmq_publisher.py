@@ -5,9 +5,9 @@ or a cluster's nodes (``CALLFLOW_AMQP_URL``), walked in order on the first conne
 reconnect (ADR 0105): losing the node we are connected to costs a reconnect to the next one that
 answers. A publish while no node is connected fails at once, so the event stays in the outbox and
 the relay sends it again (same ``message_id``) once connected. Each publish has its own confirm;
-many are in flight together on one channel. Queues are declared on a channel of their own, so a
-declaration RabbitMQ refuses (a queue that exists with another type, ADR 0106) closes only that
-channel, not the one carrying the confirms of every other customer.
+many are in flight together on one channel. Each queue is declared on a short-lived channel of its
+own, so a declaration RabbitMQ refuses (a queue that exists with another type, ADR 0106) closes only
+that channel, not the one carrying the confirms of every other customer.
 """
 from __future__ import annotations
 
@@ -58,7 +58,6 @@ class RabbitMQPublisher:
         self._channel: Optional[AbstractChannel] = None
         self._exchange: Optional[AbstractExchange] = None
         self._lost: Optional[asyncio.Event] = None  # set when this connection or its channel goes away
-        self._declarer: "Optional[asyncio.Future[AbstractChannel]]" = None
         self._queues: Dict[str, "asyncio.Future[None]"] = {}
         self._refused: Dict[str, float] = {}  # queue -> when to try declaring it again (monotonic)
         self._refusals: Dict[str, int] = {}  # queue -> refusals in a row (to log some, not all)
@@ -149,23 +148,16 @@ class RabbitMQPublisher:
         await asyncio.wait_for(asyncio.shield(declared), self._confirm_timeout_s)
 
     async def _declare(self, name: str) -> None:
-        assert self._exchange is not None
-        await declare_queue(await self._declaring_channel(), self._exchange, name, self._queue_type)
-
-    async def _declaring_channel(self) -> AbstractChannel:
-        """The channel queues are declared on: opened on first use, again after RabbitMQ closed it."""
-        opened = self._declarer
-        if opened is not None and opened.done():
-            if opened.cancelled() or opened.exception() is not None or opened.result().is_closed:
-                opened = None
-        if opened is None:
-            opened = asyncio.ensure_future(self._open_declarer())
-            self._declarer = opened
-        return await asyncio.shield(opened)
-
-    async def _open_declarer(self) -> AbstractChannel:
-        assert self._connection is not None
-        return await self._connection.channel(publisher_confirms=False)
+        """On a channel of its own: a refusal closes only that channel, neither the publishing one
+        nor the declarations of other queues under way (the broker's error names one queue, but
+        would fail every operation pending on a shared channel). Once per queue and connection."""
+        assert self._connection is not None and self._exchange is not None
+        channel = await self._connection.channel(publisher_confirms=False)
+        try:
+            await declare_queue(channel, self._exchange, name, self._queue_type)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
 
     def _declared(self, name: str, done: "asyncio.Future[None]") -> None:
         failed = done.cancelled() or done.exception() is not None
@@ -234,7 +226,6 @@ class RabbitMQPublisher:
         connection.close_callbacks.add(lambda *_: lost.set())
         channel.close_callbacks.add(lambda *_: lost.set())  # a broken publishing channel: start afresh
         self._queues.clear()  # declared again lazily: the node may be another one, or may have lost them
-        self._declarer = None
         self._lost = lost
         self._connection, self._channel, self._exchange = connection, channel, exchange
         self.node = node_address(url)
@@ -253,7 +244,6 @@ class RabbitMQPublisher:
         if self._lost is not None:
             self._lost.set()
         self._connection = self._channel = self._exchange = None
-        self._declarer = None
         if connection is not None:
             try:
                 await asyncio.wait_for(connection.close(), 5.0)
