@@ -116,14 +116,17 @@ def tally(messages: List[Tuple[str, bytes]], callers: EventCallers) -> Dict[str,
     }
 
 
-async def run_with_a_kill(tmp_path: Path, cluster: RabbitCluster, queue_node: ClusterNode, victim: str) -> dict:
+async def run_with_a_kill(tmp_path: Path, cluster: RabbitCluster, queue_node: ClusterNode, victim: str,
+                         fault: str = "kill", url_suffix: str = "") -> dict:
     """Events flow for a customer whose quorum queue's leader is on ``queue_node``; ``victim``
-    ('connected' or 'leader') is killed; calls go on; everything is drained and counted."""
+    ('connected' or 'leader') is killed (``fault`` 'kill': kill -9) or frozen ('freeze': SIGSTOP,
+    thawed once publishing resumed); calls go on; everything is drained and counted."""
     customer = f"ha-{uuid.uuid4().hex[:10]}"
     queue = f"call.events.{customer}"
     await declare_quorum_queue(queue_node.url, queue)
-    served = await start_serve(tmp_path, amqp_url=",".join(cluster.urls), amqp_queue_type="quorum",
-                               amqp_reconnect_interval_s="0.2")
+    served = await start_serve(tmp_path, amqp_url=",".join(url + url_suffix for url in cluster.urls),
+                               amqp_queue_type="quorum", amqp_reconnect_interval_s="0.2")
+    target = None
     callers = EventCallers(customer, parallel=8)
     survivor = None
     try:
@@ -139,8 +142,10 @@ async def run_with_a_kill(tmp_path: Path, cluster: RabbitCluster, queue_node: Cl
         await asyncio.sleep(2.0)
         killed_at = time.monotonic()
         at_kill = await published(served)
-        await off_loop(cluster.kill, target.node)
+        await off_loop(cluster.kill if fault == "kill" else cluster.freeze, target.node)
         resumed_s = await first_confirm_after(served, killed_at)
+        if fault == "freeze":
+            cluster.thaw(target.node)
         await asyncio.sleep(2.0)  # calls keep coming through the surviving nodes
         await callers.stop()
         status, report = await readiness(served.http_port)
@@ -148,7 +153,7 @@ async def run_with_a_kill(tmp_path: Path, cluster: RabbitCluster, queue_node: Cl
         new_leader = await off_loop(cluster.leader_of, queue, survivor.node)
         reconnected = served.events("broker reconnected")
         figures = {
-            "victim": victim, "killed": target.node, "connected_to": connected.node,
+            "victim": victim, "fault": fault, "killed": target.node, "connected_to": connected.node,
             "leader_before": leader, "leader_after": new_leader,
             "published_before_kill": int(at_kill), "resumed_publishing_s": round(resumed_s, 2),
             "reconnect_s": reconnected[0]["seconds"] if reconnected else None,
@@ -156,6 +161,8 @@ async def run_with_a_kill(tmp_path: Path, cluster: RabbitCluster, queue_node: Cl
             "ready_after": status == 200, "readyz": report,
         }
     finally:
+        if target is not None:
+            cluster.thaw(target.node)
         await callers.stop()
         await served.stop()
     messages = await take_all((survivor or cluster.nodes[0]).url, queue)
@@ -195,3 +202,18 @@ async def test_kill_9_of_the_queue_leader_loses_no_event(
     assert figures["reconnect_s"] is None, "the connection (to another node) should have stayed up"
     assert figures["not_ok"] == 0, "a call was not answered OK"
     assert figures["acknowledged"] > 0 and figures["ready_after"]
+
+
+async def test_a_frozen_connected_node_is_left_after_missed_heartbeats(
+    tmp_path: Path, cluster: RabbitCluster, nodes: List[ClusterNode]
+) -> None:
+    """The connected node stops answering without closing its sockets (SIGSTOP: a lost host or a
+    partition as the client sees it). Missed heartbeats (2 s here: noticed within (2 + 1) x 3 s)
+    end the connection; callflow goes to the next node; none acknowledged is lost."""
+    figures = await run_with_a_kill(tmp_path, cluster, queue_node=nodes[2], victim="connected", fault="freeze",
+                                    url_suffix="?heartbeat=2")
+    assert figures["killed"] == nodes[0].node
+    assert figures["reconnected_to"] == f"127.0.0.1:{nodes[1].amqp_port}"
+    assert figures["not_ok"] == 0, "a call was not answered OK"
+    assert figures["acknowledged"] > 0
+    assert figures["resumed_publishing_s"] < 20.0

@@ -115,6 +115,18 @@ class RabbitCluster:
             time.sleep(0.05)
         target.pid = None
 
+    def freeze(self, node: str) -> None:
+        """SIGSTOP: the node keeps its sockets open and answers nothing, as a lost host or a
+        partition looks to a client (no RST, no FIN); ``thaw`` resumes it."""
+        target = self.node(node)
+        assert target.pid is not None
+        os.kill(target.pid, signal.SIGSTOP)
+
+    def thaw(self, node: str) -> None:
+        target = self.node(node)
+        if target.pid is not None:
+            os.kill(target.pid, signal.SIGCONT)
+
     def restart(self, node: str) -> None:
         """Start a killed node again; it rejoins the cluster from its own data directory."""
         target = self.node(node)
@@ -126,6 +138,7 @@ class RabbitCluster:
         for node in self.nodes:
             if node.pid is None:
                 continue
+            self.thaw(node.node)
             try:
                 self.ctl(node.node, "stop", timeout=60)
             except (subprocess.SubprocessError, OSError):

@@ -6,7 +6,7 @@ from typing import Callable
 import pytest
 from pydantic import ValidationError
 
-from callflow.amqp_urls import node_address, parse_amqp_urls, shown
+from callflow.amqp_urls import node_address, parse_amqp_urls, shown, with_heartbeat
 from callflow.config import Settings
 from callflow.entrypoints.commands.config import effective_values, mask_secret
 
@@ -98,3 +98,16 @@ def test_config_show_masks_every_password_of_the_list(make_settings: Callable[..
     shown_value = effective_values(settings)["CALLFLOW_AMQP_URL"]
     assert shown_value == "amqp://u:****@h1:1/v,amqp://u:****@h2:2/v,amqps://u:****@h3/v"
     assert mask_secret("amqp://u:one@h1/") == "amqp://u:****@h1/"
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("amqp://u:p@h1/", "amqp://u:p@h1/?heartbeat=5"),
+        ("amqp://u:p@h1/v?name=callflow", "amqp://u:p@h1/v?name=callflow&heartbeat=5"),
+        ("amqp://u:p@h1/?heartbeat=30", "amqp://u:p@h1/?heartbeat=30"),
+        ("amqp://u:p@h1/?heartbeat=0", "amqp://u:p@h1/?heartbeat=0"),  # the operator's own choice stays
+    ],
+)
+def test_heartbeat_is_asked_for_unless_the_url_names_one(url: str, expected: str) -> None:
+    assert with_heartbeat(url) == expected

@@ -23,7 +23,7 @@ from aiormq.exceptions import ChannelPreconditionFailed
 from callflow import metrics
 from callflow.adapters.rabbitmq_nodes import connect_first
 from callflow.adapters.rabbitmq_topology import declare_exchange, declare_queue
-from callflow.amqp_urls import node_address, parse_amqp_urls
+from callflow.amqp_urls import node_address, parse_amqp_urls, with_heartbeat
 from callflow.domain.envelope import EXCHANGE, INVALID_ROUTING_KEY, EventEnvelope
 from callflow.logging import get_logger
 from callflow.service_layer.ports import PublishFailed
@@ -48,7 +48,7 @@ class RabbitMQPublisher:
         queue_type: str = "classic",
         refused_retry_s: float = REFUSED_RETRY_S,
     ) -> None:
-        self._urls = parse_amqp_urls(url) if isinstance(url, str) else tuple(url)
+        self._urls = tuple(with_heartbeat(u) for u in (parse_amqp_urls(url) if isinstance(url, str) else url))
         self._confirm_timeout_s = confirm_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._reconnect_interval_s = reconnect_interval_s
@@ -63,6 +63,7 @@ class RabbitMQPublisher:
         self._refusals: Dict[str, int] = {}  # queue -> refusals in a row (to log some, not all)
         self._connector: Optional["asyncio.Task[None]"] = None
         self.node: Optional[str] = None  # host:port of the node connected to
+        self._url: Optional[str] = None
         for other in self._urls:
             metrics.AMQP_NODE_CONNECTED.labels(node=node_address(other)).set(0)
 
@@ -92,8 +93,14 @@ class RabbitMQPublisher:
         if retry_at is not None and time.monotonic() < retry_at:
             raise self._failed("queue_refused", f"RabbitMQ refused to declare {envelope.queue} as configured")
         started = time.perf_counter()
+        lost = self._lost
         try:
             await self._publish(envelope)
+        except asyncio.CancelledError:
+            if _cancelled_by_caller() or lost is None or not lost.is_set() and self.is_connected():
+                raise
+            # aiormq cancels what waits on a connection it gives up as stuck (missed heartbeats)
+            raise self._failed("connection", "connection given up as stuck") from None
         except asyncio.TimeoutError:
             raise self._failed("timeout", f"no confirm within {self._confirm_timeout_s}s") from None
         except aio_pika.exceptions.PublishError:
@@ -197,9 +204,10 @@ class RabbitMQPublisher:
         then every 60 rounds, not once per try."""
         failed_rounds = 0
         lost_at: Optional[float] = None
+        lost_url: Optional[str] = None
         while True:
             try:
-                await self._connect()
+                await self._connect(lost_url)
             except Exception as exc:
                 if failed_rounds % 60 == 0:
                     _log.warning("broker unreachable, events wait in the outbox", error=str(exc),
@@ -214,21 +222,29 @@ class RabbitMQPublisher:
                 _log.info("broker reconnected", node=self.node, seconds=round(time.monotonic() - lost_at, 3))
             assert self._lost is not None
             await self._lost.wait()
-            lost_at = time.monotonic()
+            lost_at, lost_url = time.monotonic(), self._url
             _log.warning("broker connection lost, events wait in the outbox until it is back", node=self.node)
             await self._drop_connection()
 
-    async def _connect(self) -> None:
-        connection, url, opened = await connect_first(self._urls, self._connect_timeout_s, self._open_channel)
+    async def _connect(self, lost_url: Optional[str] = None) -> None:
+        """The URLs in their order, except the one just lost, tried last: a node that stopped
+        answering (rather than refusing) would cost a whole connect timeout first (ADR 0105)."""
+        urls = [u for u in self._urls if u != lost_url] + ([lost_url] if lost_url in self._urls else [])
+        connection, url, opened = await connect_first(urls, self._connect_timeout_s, self._open_channel)
         assert opened is not None
         channel, exchange = opened
         lost = asyncio.Event()
         connection.close_callbacks.add(lambda *_: lost.set())
         channel.close_callbacks.add(lambda *_: lost.set())  # a broken publishing channel: start afresh
-        self._queues.clear()  # declared again lazily: the node may be another one, or may have lost them
+        if self._queue_type != "quorum":
+            # a classic queue lives on one node: declaring it again on the new connection finds out
+            # whether that node is gone (refused, the event stays in the outbox). Quorum queues
+            # outlive a minority of nodes; declaring one takes a cluster-wide lock that waits,
+            # up to the cluster's net_ticktime (60 s), for a node that stopped answering (ADR 0106)
+            self._queues.clear()
         self._lost = lost
         self._connection, self._channel, self._exchange = connection, channel, exchange
-        self.node = node_address(url)
+        self.node, self._url = node_address(url), url
         metrics.AMQP_NODE_CONNECTED.labels(node=self.node).set(1)
         metrics.AMQP_CONNECTIONS.labels(node=self.node).inc()
 
@@ -253,6 +269,14 @@ class RabbitMQPublisher:
     def _failed(self, reason: str, detail: str) -> PublishFailed:
         metrics.PUBLISH_ERRORS.labels(reason=reason).inc()
         return PublishFailed(reason, detail)
+
+
+def _cancelled_by_caller() -> bool:
+    """True when the task running the publish was asked to stop (Python 3.11+ can tell; before, a
+    cancellation while the connection is still up is taken as the caller's)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling is not None and cancelling())
 
 
 def _forget_refusal(name: str) -> None:
