@@ -18,7 +18,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aiormq import spec
-from aiormq.exceptions import ChannelPreconditionFailed
+from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 
 from callflow import metrics
 from callflow.adapters.rabbitmq_nodes import connect_first
@@ -110,6 +110,8 @@ class RabbitMQPublisher:
             raise self._failed("nack", repr(exc)) from None
         except ChannelPreconditionFailed as exc:
             raise self._failed("queue_refused", str(exc)) from None
+        except ChannelNotFoundEntity as exc:  # e.g. a classic queue whose node is down
+            raise self._failed("queue_unavailable", str(exc)) from None
         except Exception as exc:  # connection or channel lost, channel error
             raise self._failed("connection", repr(exc)) from None
         metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
