@@ -119,6 +119,18 @@ class Settings(BaseSettings):
         "auto", pattern="^(auto|console|json)$", description="Console log format: auto = pretty on a TTY."
     )
 
+    # --- the log file's rotation and the numbers it shows ---------------------------------------
+    log_max_bytes: int = Field(
+        52428800, ge=0,
+        description="Size at which the log file is rotated (0: never; an outside rotation such as "
+                    "logrotate is then followed: the file is reopened once moved).",
+    )
+    log_backups: int = Field(5, ge=0, description="Rotated log files kept (callflow.log.1 to .N; 0: the file is emptied).")
+    log_numbers: str = Field(
+        "masked", pattern="^(masked|full)$",
+        description="How checkphone's log lines show the number checked: masked (0912***496) or full (ADR 0091).",
+    )
+
     @field_validator("log_level")
     @classmethod
     def _upper_level(cls, value: str) -> str:

@@ -23,7 +23,7 @@ from callflow.adapters.in_memory_phone_lists import InMemoryPhoneLists
 from callflow.adapters.in_memory_publisher import InMemoryPublisher
 from callflow.adapters.redis_batch import CommandBatcher
 from callflow.adapters.redis_call_stats import RedisCallStats
-from callflow.adapters.redis_client import redis_client_resource
+from callflow.adapters.redis_client import WARM_CONNECTIONS, redis_client_resource
 from callflow.adapters.redis_phone_lists import RedisPhoneLists
 from callflow.config import Settings
 from callflow.domain.call_event_factory import CallEventFactory
@@ -60,11 +60,14 @@ class RealAdapters(containers.DeclarativeContainer):
 
     # --- shared: the one Redis client (checkphone and event) ------------------------------------
     redis_timeout_s = _seconds(settings.provided.redis_timeout_ms)
+    #: connections opened at start so the first calls do not pay for connecting; 0 for a one-shot command
+    redis_warm_connections = providers.Object(WARM_CONNECTIONS)
     redis_client = providers.Resource(
         redis_client_resource,
         url=settings.provided.redis_url.get_secret_value.call(),
         timeout_s=redis_timeout_s,
         max_connections=settings.provided.redis_max_connections,
+        warm_connections=redis_warm_connections,
     )
     redis_batcher = providers.Singleton(CommandBatcher, client=redis_client)  # one write per loop tick
 
@@ -152,4 +155,13 @@ def build_application(settings: Settings, in_memory: bool = False) -> Applicatio
     """The container for ``settings``, on real adapters or in-memory ones."""
     adapters_cls = InMemoryAdapters if in_memory else RealAdapters
     adapters = adapters_cls(settings=settings)
+    return Application(settings=settings, adapters=adapters)
+
+
+def build_admin_application(settings: Settings) -> Application:
+    """The container for a one-shot command (``callflow blacklist ...``, ``stats``): real adapters, no
+    Redis connections warmed up in the background (the command makes its own round trips, and the
+    server's start-up warning about an unreachable Redis would only confuse its output)."""
+    adapters = RealAdapters(settings=settings)
+    adapters.redis_warm_connections.override(providers.Object(0))
     return Application(settings=settings, adapters=adapters)

@@ -31,6 +31,8 @@ class RotatingLineFile:
 
     Bytes are counted as they are written, so rotation costs nothing per line. Lines are written
     whole (an unbuffered append): a line handed to ``write_lines`` survives a crash of the process.
+    ``max_bytes`` 0: never rotated here; when something else moves the file away (logrotate), the
+    next batch of lines reopens ``path`` (one ``stat`` per batch).
     """
 
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
@@ -48,6 +50,10 @@ class RotatingLineFile:
     def write_lines(self, lines: List[bytes]) -> None:
         """Whole lines (each ending in a newline), in order; rotation falls between lines."""
         with self._lock:
+            if not self._max_bytes:
+                self._follow_outside_rotation()
+                self._write(lines)
+                return
             chunk: List[bytes] = []
             for data in lines:
                 if self._size + len(data) > self._rotate_at and self._size > 0:
@@ -61,6 +67,19 @@ class RotatingLineFile:
     def _write(self, chunk: List[bytes]) -> None:
         if chunk:
             self._file.write(chunk[0] if len(chunk) == 1 else b"".join(chunk))
+
+    def _follow_outside_rotation(self) -> None:
+        try:
+            moved = os.stat(self._path).st_ino != os.fstat(self._file.fileno()).st_ino
+        except OSError:  # gone (moved away, not yet recreated)
+            moved = True
+        if moved:
+            try:
+                reopened = open(self._path, "ab", buffering=0)
+            except OSError:
+                return  # the lines go on into the file as it is
+            self._file.close()
+            self._file = reopened
 
     def _rotate(self) -> None:
         """Shift the backups. When that fails (a directory made read-only, a full disk) the lines

@@ -62,6 +62,11 @@ EVENTS_PUBLISHED = Counter(
     "callflow_events_published_total", "Events confirmed by the broker", ["kind"], registry=REGISTRY
 )
 OUTBOX_DEPTH = Gauge("callflow_outbox_depth", "Events held in the local outbox, not yet confirmed", registry=REGISTRY)
+OUTBOX_USABLE = Gauge(
+    "callflow_outbox_usable",
+    "1 when the outbox is open and its last write succeeded, 0 when events are refused (see /readyz for why)",
+    registry=REGISTRY,
+)
 
 # --- RabbitMQ nodes and queue types (ADR 0105, 0106) ---------------------------------------------
 AMQP_NODE_CONNECTED = Gauge(

@@ -91,6 +91,30 @@ class PhoneListsContract:
         await self.advance(1.2)
         assert (await lists.lookup([p + "1"], 1.0)).blacklisted
 
+    async def test_adding_says_which_numbers_were_already_listed(self, lists: PhoneLists, p: str) -> None:
+        """blacklist_add and vip_add return the numbers that were there before (an operator is told)."""
+        assert await lists.blacklist_add([p + "1"], DAY_S) == set()
+        assert await lists.blacklist_add([p + "1", p + "2"], DAY_S) == {p + "1"}
+        assert await lists.vip_add([p + "1"]) == set()
+        assert await lists.vip_add([p + "1", p + "3"]) == {p + "1"}
+        assert await lists.vip_add([p + "4", p + "4"]) == set()  # listed by the call itself: not before
+        assert await lists.blacklist_add([p + "5", p + "5"], DAY_S) == set()
+
+    async def test_each_number_may_get_its_own_ttl(self, lists: PhoneLists, p: str) -> None:
+        """``ttls`` gives each number its own expiry (an import of an export keeps each one's)."""
+        await lists.blacklist_add([p + "1", p + "2", p + "3"], DAY_S, ttls=[1, 0, DAY_S])
+        await self.advance(1.2)
+        assert await lists.lookup([p + "1"], 1.0) == PhoneListing()
+        assert (await lists.lookup([p + "2"], 1.0)).blacklisted and (await lists.lookup([p + "3"], 1.0)).blacklisted
+
+    async def test_expiries_say_the_seconds_left(self, lists: PhoneLists, p: str) -> None:
+        """Seconds left rounded up, None for an entry without expiry, unlisted forms left out."""
+        await lists.blacklist_add([p + "1"], DAY_S)
+        await lists.blacklist_add([p + "2"], 0)
+        expiries = await lists.blacklist_expiries([p + "1", p + "2", p + "zz"])
+        assert set(expiries) == {p + "1", p + "2"}
+        assert DAY_S - 5 <= (expiries[p + "1"] or 0) <= DAY_S and expiries[p + "2"] is None
+
     async def test_blacklist_remove_removes_every_form_and_counts_them(self, lists: PhoneLists, p: str) -> None:
         """remove deletes each given form that was listed and says how many there were."""
         await lists.blacklist_add([p + "a", p + "b", p + "c"], DAY_S)

@@ -60,12 +60,22 @@ async def test_a_vip_stored_nationally_is_found_from_the_international_form(serv
     assert answer(result) == ["vip", "0", "1", "OK"]
 
 
-async def test_an_unlisted_caller_gets_four_set_variables_and_nothing_else(server) -> None:
-    """A number on no list: normal, OK, set by exactly four SET VARIABLE commands, policy first."""
+async def test_an_unlisted_caller_gets_one_exec_mset_and_nothing_else(server) -> None:
+    """A number on no list: normal, OK, the four variables set by exactly one EXEC MSet, status last."""
     result = await call(HOST, server.port, callerid="0987654321")
     assert answer(result) == ["normal", "0", "0", "OK"]
-    assert [c.split()[2] for c in result.commands] == VARIABLES
-    assert all(c.startswith("SET VARIABLE ") for c in result.commands)
+    assert result.commands == ["EXEC MSet PHONE_POLICY=normal,PHONE_BLACKLISTED=0,PHONE_VIP=0,CALLFLOW_STATUS=OK"]
+
+
+async def test_without_mset_four_set_variables_and_the_server_remembers(server) -> None:
+    """MSet missing (result=-2): four SET VARIABLEs, policy first, status last; the next call from
+    that Asterisk goes straight to them (ADR 0070)."""
+    first = await call(HOST, server.port, callerid="0987654321", mset_loaded=False)
+    second = await call(HOST, server.port, callerid="0987654321", mset_loaded=False)
+    assert answer(first) == answer(second) == ["normal", "0", "0", "OK"]
+    assert first.commands[0].startswith("EXEC MSet ")
+    assert [c.split()[2] for c in first.commands[1:]] == [c.split()[2] for c in second.commands] == VARIABLES
+    assert all(c.startswith("SET VARIABLE ") for c in first.commands[1:] + second.commands)
 
 
 @pytest.mark.parametrize("callerid", ["anonymous", "unknown", ""])
@@ -111,9 +121,9 @@ async def test_the_server_starts_and_answers_degraded_without_redis(make_setting
 
 
 async def test_a_blacklisted_caller_stays_blacklisted_when_asterisk_acknowledges_slowly(server, store) -> None:
-    """Asterisk takes 150 ms per reply, so the deadline cuts in while the answer is being written:
-    the channel ends with the whole blacklist answer, never a mix with the fail-open default."""
+    """Asterisk acknowledges the answer past the deadline, so the deadline cuts in while the answer
+    is being written: the channel ends with the whole blacklist answer, never the fail-open default."""
     store.set("phone:blacklist:84912406496", "1")
-    result = await call(HOST, server.port, callerid="0912406496", reply_delay=0.15)
+    result = await call(HOST, server.port, callerid="0912406496", delays={1: DEADLINE_S + 0.05})
     assert answer(result) == ["blacklist", "1", "0", "OK"]
-    assert len(result.commands) > len(VARIABLES)  # the fallback did run
+    assert len(result.commands) == 2 and result.commands[0] == result.commands[1]  # the fallback did run

@@ -81,6 +81,28 @@ async def test_tail_prints_the_customers_events_and_steals_none(tmp_path, broker
         await durable.delete(if_unused=False, if_empty=False)
 
 
+async def test_tail_all_follows_every_customer(tmp_path, broker) -> None:
+    """--all prints the events of every customer (ids with dots too), in the order published."""
+    first, second = unique_id("cust"), unique_id("cust") + ".eu"
+    tail = await start_tail(tmp_path, "--all", "--idle-timeout", "3")
+    following = await wait_following(tail)
+    assert "call.events.#" in following
+    await publish(broker, first, {"call_id": "a", "customer_id": first})
+    await publish(broker, second, {"call_id": "b", "customer_id": second})
+    status, lines, _ = await finish(tail)
+    seen = [json.loads(line) for line in lines]
+    # other runs on the shared broker may publish meanwhile: ours are there, in order
+    ours = [event["call_id"] for event in seen if event.get("customer_id") in (first, second)]
+    assert status == 0 and ours == ["a", "b"]
+
+
+@pytest.mark.parametrize("args", [[], ["cust", "--all"]])
+async def test_tail_needs_one_customer_or_all(tmp_path, args) -> None:
+    tail = await start_tail(tmp_path, *args)
+    status, _, err = await finish(tail)
+    assert status == 2 and "give a CUSTOMER or --all" in err
+
+
 async def test_tail_idle_without_events_exits_1(tmp_path) -> None:
     """Nothing published within --idle-timeout: nothing printed, exit status 1."""
     tail = await start_tail(tmp_path, unique_id("quiet"), "--idle-timeout", "0.5")

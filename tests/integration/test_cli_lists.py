@@ -40,7 +40,20 @@ def test_blacklist_add_stores_the_canonical_form_for_a_day(store, capsys) -> Non
     assert main(["blacklist", "add", "0912406496"]) == 0
     assert store.get(BLACKLIST_KEY) == "1"
     assert 86390 < store.ttl(BLACKLIST_KEY) <= 86400
-    assert "84912406496 added to the blacklist for 86400 s" in capsys.readouterr().out
+    assert "84912406496 added to the blacklist for 24 h (86400 s)" in capsys.readouterr().out
+
+
+def test_adding_a_number_already_listed_says_so(store, capsys) -> None:
+    """A second add of the same number (any form) says it was already there, and the TTL starts again."""
+    assert main(["blacklist", "add", "--ttl", "60", "0912406496"]) == 0
+    assert main(["blacklist", "add", "+84912406496"]) == 0
+    out = capsys.readouterr().out
+    assert "84912406496 added to the blacklist for 1 min (60 s)" in out
+    assert "84912406496 already on the blacklist: it now expires in 24 h (86400 s)" in out
+    assert 86390 < store.ttl(BLACKLIST_KEY) <= 86400
+    assert main(["vip", "add", "0912406496", "0912406496"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["84912406496 added to the VIP list", "84912406496 already on the VIP list"]
 
 
 @pytest.mark.parametrize("ttl,expected", [("60", (55, 60)), ("0", (-1, -1))])
@@ -80,7 +93,7 @@ def test_remove_deletes_every_form_checkphone_would_find(store, capsys) -> None:
 def test_remove_of_a_number_not_listed_exits_1(store, capsys) -> None:
     """remove of a number on neither list: exit 1 and says so."""
     assert main(["vip", "remove", "0912406496"]) == 1
-    assert "not on the vip" in capsys.readouterr().err
+    assert "not on the VIP list" in capsys.readouterr().err
 
 
 def test_list_prints_every_number_sorted(store, capsys) -> None:
@@ -119,7 +132,47 @@ def test_import_reports_bad_rows_by_line_and_imports_the_rest(store, tmp_path: P
     assert 3590 < store.ttl(BLACKLIST_KEY) <= 3600
     err = capsys.readouterr().err
     assert "line 5: 'abc' is not a phone number" in err and "line 6: '8.49124E+10'" in err
-    assert "3 added for 3600 s, 2 refused" in err
+    assert "3 added for 1 h (3600 s), 2 refused" in err
+
+
+def test_import_reads_semicolon_separated_files(store, tmp_path: Path, capsys) -> None:
+    """What spreadsheets write in VN and EU locales: ';' between columns (and decimal commas in cells)."""
+    csv_file = tmp_path / "numbers.csv"
+    csv_file.write_text("số điện thoại;ghi chú\n0912406496;An, VIP\n+84 987 654 321;1,5\n", encoding="utf-8")
+    assert main(["vip", "import", str(csv_file)]) == 0
+    assert store.smembers("phone:vip") == {"84912406496", "84987654321"}
+    assert "2 added, 0 refused" in capsys.readouterr().err
+
+
+def test_import_says_how_many_were_already_listed(store, tmp_path: Path, capsys) -> None:
+    csv_file = tmp_path / "numbers.csv"
+    csv_file.write_text("0912406496\n0987654321\n")
+    store.sadd("phone:vip", "84912406496")
+    assert main(["vip", "import", str(csv_file)]) == 0
+    assert "2 added (1 of them already listed, renewed), 0 refused" in capsys.readouterr().err
+
+
+def test_blacklist_export_then_import_keeps_each_entrys_remaining_ttl(store, tmp_path: Path, capsys) -> None:
+    """export writes each entry's seconds left (0: no expiry); importing the file restores them."""
+    store.set("phone:blacklist:84912406496", "1", ex=600)
+    store.set("phone:blacklist:84987654321", "1")
+    out = tmp_path / "blacklist.csv"
+    assert main(["blacklist", "export", str(out)]) == 0
+    rows = out.read_text().splitlines()
+    assert rows[0] == "number,ttl_s" and rows[2] == "84987654321,0"
+    assert rows[1].startswith("84912406496,") and 590 < int(rows[1].split(",")[1]) <= 600
+    store.delete("phone:blacklist:84912406496", "phone:blacklist:84987654321")
+    assert main(["blacklist", "import", str(out)]) == 0
+    assert 590 < store.ttl("phone:blacklist:84912406496") <= 600
+    assert store.ttl("phone:blacklist:84987654321") == -1 and store.get("phone:blacklist:84987654321") == "1"
+
+
+def test_a_bad_ttl_cell_refuses_its_row(store, tmp_path: Path, capsys) -> None:
+    csv_file = tmp_path / "numbers.csv"
+    csv_file.write_text("number,ttl_s\n0912406496,soon\n0987654321,\n")
+    assert main(["blacklist", "import", "--ttl", "120", str(csv_file)]) == 2
+    assert "line 2: TTL 'soon' is not a whole number of seconds" in capsys.readouterr().err
+    assert 110 < store.ttl("phone:blacklist:84987654321") <= 120
 
 
 def test_import_of_a_large_file_shows_progress(store, tmp_path: Path, capsys) -> None:
@@ -155,7 +208,10 @@ def test_export_round_trips_through_import(store, tmp_path: Path, capsys) -> Non
 def test_unreachable_redis_exits_3(unreachable, argv, capsys) -> None:
     """Every verb that needs Redis says it cannot be reached and exits 3."""
     assert main(argv) == 3
-    assert "Redis cannot be reached" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Redis cannot be reached at redis://127.0.0.1:1/0" in err  # says to what
+    assert "no answer within the timeout" not in err and "Connection" in err  # and why
+    assert "checkphone answers DEGRADED" not in err  # the server's start-up warning is not the command's
 
 
 def test_import_with_redis_unreachable_exits_3(unreachable, tmp_path: Path, capsys) -> None:

@@ -61,6 +61,21 @@ def test_nothing_recorded_exits_1(cli_env, customer, capsys) -> None:
     assert captured.out == "" and "no answered calls recorded" in captured.err
 
 
+def test_a_status_not_found_gets_a_hint(cli_env, customer, capsys) -> None:
+    """RINGING finds nothing (statuses are stored as written): the message names the one meant, or
+    lists those recorded."""
+    assert main(["stats", customer, "RINGING"]) == 1
+    assert "did you mean ringing?" in capsys.readouterr().err
+    assert main(["stats", customer, "answered"]) == 1
+    assert "statuses recorded: hangup, ringing" in capsys.readouterr().err
+
+
+def test_the_reserved_customer_id_is_refused(cli_env, capsys) -> None:
+    """``invalid`` is no customer's (its queue holds refused events): exit 2 saying so."""
+    assert main(["stats", "invalid"]) == 2
+    assert "reserved" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args", [["a:b"], ["cust", "ring*"], ["x" * 65]])
 def test_an_id_unsafe_in_a_key_exits_2(cli_env, args, capsys) -> None:
     """A customer or status outside [A-Za-z0-9_.-] (or too long) is refused before any key is built."""
@@ -73,4 +88,5 @@ def test_redis_unreachable_exits_3(cli_env, monkeypatch, capsys) -> None:
     monkeypatch.setenv("CALLFLOW_REDIS_URL", "redis://127.0.0.1:1/0")
     assert main(["stats", "cust"]) == 3
     err = capsys.readouterr().err
-    assert "Redis cannot be reached" in err and "Traceback" not in err
+    assert "Redis cannot be reached at redis://127.0.0.1:1/0" in err and "Traceback" not in err
+    assert "checkphone" not in err  # the server's start-up warnings are not the command's

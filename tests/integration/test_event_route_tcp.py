@@ -95,7 +95,7 @@ async def test_one_get_full_variable_then_one_answer(rig, customer):
 async def test_a_retry_clears_the_reason_its_last_attempt_left(rig, customer):
     """The channel still holds CALLFLOW_ERROR=timeout from an earlier attempt: OK clears it."""
     result = await rig.call(dialplan(customer, CALLFLOW_ERROR="timeout"), shared=AGENT)
-    assert result.commands[1:] == ['SET VARIABLE CALLFLOW_STATUS OK', 'SET VARIABLE CALLFLOW_ERROR ""']
+    assert result.commands[1:] == ['EXEC MSet CALLFLOW_STATUS=OK,CALLFLOW_ERROR=']
     assert (result.status, result.variables["CALLFLOW_ERROR"]) == ("OK", "")
 
 
@@ -148,3 +148,21 @@ async def test_custody_never_reached_is_a_timeout_error_within_the_deadline(make
         result = await stuck.call(dialplan(customer), shared=AGENT)
     assert (result.status, result.variables["CALLFLOW_ERROR"]) == ("ERROR", "timeout")
     assert result.duration < DEADLINE_S + SLACK_S
+
+
+async def test_without_mset_the_answer_is_two_set_variables(rig, customer):
+    """MSet missing (result=-2): CALLFLOW_STATUS then CALLFLOW_ERROR one at a time, both set (ADR 0070)."""
+    result = await rig.call(dialplan(customer, CALLFLOW_ERROR="timeout"), shared=AGENT, mset_loaded=False)
+    assert result.commands[1:] == ['EXEC MSet CALLFLOW_STATUS=OK,CALLFLOW_ERROR=',
+                                   'SET VARIABLE CALLFLOW_STATUS OK', 'SET VARIABLE CALLFLOW_ERROR ""']
+    assert (result.status, result.variables["CALLFLOW_ERROR"]) == ("OK", "")
+
+
+async def test_a_reason_mset_would_split_goes_as_two_set_variables(rig):
+    """'invalid: CUSTOMER_ID contains ','...': a comma and quotes MSet would split or strip, so
+    two SET VARIABLEs; the dialplan reads the reason exactly as made."""
+    result = await rig.call(dialplan('a,"b'), shared=AGENT)
+    assert [c.split(" ", 3)[:3] for c in result.commands[1:]] == [
+        ["SET", "VARIABLE", "CALLFLOW_STATUS"], ["SET", "VARIABLE", "CALLFLOW_ERROR"]]
+    assert result.status == "ERROR"
+    assert result.variables["CALLFLOW_ERROR"].startswith("invalid: CUSTOMER_ID contains ','")

@@ -71,10 +71,10 @@ async def test_event_metrics_move_as_events_are_published(served: ServeProcess) 
 
 
 async def test_health_and_readiness_with_every_service_up(served: ServeProcess) -> None:
-    """/healthz is 200; /readyz is 200 once Redis and RabbitMQ are reached, each check named ok."""
+    """/healthz is 200; /readyz is 200 once Redis and RabbitMQ are reached and the outbox is open, each check named ok."""
     assert (await http_get(served.http_port, "/healthz")) == (200, b"ok\n")
     report = await wait_for_readiness(served.http_port, ready=True, timeout=15)
-    assert report["checks"] == {"redis": "ok", "rabbitmq": "ok"}
+    assert report["checks"] == {"redis": "ok", "rabbitmq": "ok", "outbox": "ok"}
     assert report["draining"] is False
 
 

@@ -78,6 +78,7 @@ class AsteriskChannel:
     callerid: str = ""
     dead: bool = False
     base64_loaded: bool = True
+    mset_loaded: bool = True  # False: EXEC MSet answers result=-2, as for a missing application
     #: lines Asterisk will send on its own (``HANGUP`` after the HANGUP command)
     unsolicited: List[str] = field(default_factory=list)
 
@@ -142,9 +143,58 @@ def _set_variable(channel: AsteriskChannel, argv: List[str]) -> Optional[str]:
 
 
 def _exec(channel: AsteriskChannel, argv: List[str]) -> Optional[str]:
+    """res_agi ``handle_exec``: the application by name (any case) with ``argv[2]`` as its data,
+    later words ignored; ``result=-2`` when no such application is loaded."""
     if len(argv) < 2:
         return None
-    return "200 result=0" if argv[1].lower() == "noop" else "200 result=-2"
+    app = argv[1].lower()
+    if app == "noop":
+        return "200 result=0"
+    if app == "mset" and channel.mset_loaded:
+        _mset(channel, argv[2] if len(argv) > 2 else "")
+        return "200 result=0"
+    return "200 result=-2"
+
+
+def _mset(channel: AsteriskChannel, data: str) -> None:
+    """MSet (``pbx_builtin_setvar_multiple``): ``AST_STANDARD_APP_ARGS`` (``,`` outside brackets and
+    quotes; quotes and ``\\`` removed), then each ``NAME=VALUE`` split at its first ``=``; an
+    entry without ``=`` is ignored (Asterisk logs a warning)."""
+    for entry in _standard_app_args(data):
+        name, equals, value = entry.partition("=")
+        if equals:
+            channel.expressions().write(name, value)
+
+
+def _standard_app_args(data: str) -> List[str]:
+    """app.c ``__ast_app_separate_args(..., ',', remove_chars=1, ...)``."""
+    args: List[str] = []
+    current: List[str] = []
+    depth = 0
+    quoted = escaped = False
+    for char in data:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif quoted:
+            current.append(char)
+        elif char in "([":
+            depth += 1
+            current.append(char)
+        elif char in ")]" and depth:
+            depth -= 1
+            current.append(char)
+        elif char == "," and depth == 0:
+            args.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    args.append("".join(current))
+    return args
 
 
 def _hangup(channel: AsteriskChannel, argv: List[str]) -> Optional[str]:

@@ -58,6 +58,7 @@ class FakeCall:
     callerid: str = "0912406496"
     dead: bool = False  # AGI on a hung-up channel (h extension): ANSWER gets 511
     base64_loaded: bool = True  # False: BASE64_ENCODE() reads as "" (func_base64 not loaded)
+    mset_loaded: bool = True  # False: EXEC MSet answers 200 result=-2 (as for a missing application)
     # --- header faults
     header: Optional[bytes] = None  # raw bytes sent instead of the header block
     header_chunk: Optional[int] = None  # send the header in chunks of this many bytes...
@@ -105,6 +106,7 @@ async def run_call(host: str, port: int, spec: FakeCall) -> FakeCallResult:
         uniqueid=uniqueid, name=spec.channel, variables=dict(spec.variables),
         shared={k: dict(v) for k, v in spec.shared.items()}, channels={k: dict(v) for k, v in spec.channels.items()},
         callerid=spec.callerid, dead=spec.dead, base64_loaded=spec.base64_loaded,
+        mset_loaded=spec.mset_loaded,
     )
     env = default_env(spec.route, host, port, uniqueid, spec.channel, spec.callerid)
     env.update(spec.env)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Set, Tuple
 
 from callflow.adapters.in_memory_phone_lists import InMemoryPhoneLists
 from callflow.domain.policy import PhoneListing
@@ -34,10 +34,11 @@ class RecordingLists(InMemoryPhoneLists):
         self.lookups.append((tuple(forms), timeout_s))
         return await super().lookup(forms, timeout_s)
 
-    async def blacklist_add(self, numbers: Sequence[str], ttl_s: int) -> None:
+    async def blacklist_add(self, numbers: Sequence[str], ttl_s: int,
+                            ttls: Optional[Sequence[int]] = None) -> Set[str]:
         self.batches.append(("blacklist", tuple(numbers), ttl_s))
-        await super().blacklist_add(numbers, ttl_s)
+        return await super().blacklist_add(numbers, ttl_s, ttls)
 
-    async def vip_add(self, numbers: Sequence[str]) -> None:
+    async def vip_add(self, numbers: Sequence[str]) -> Set[str]:
         self.batches.append(("vip", tuple(numbers), 0))
-        await super().vip_add(numbers)
+        return await super().vip_add(numbers)

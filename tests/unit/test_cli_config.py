@@ -70,3 +70,29 @@ def test_invalid_values_are_named_and_exit_2(monkeypatch, capsys) -> None:
     err = capsys.readouterr().err
     assert "CALLFLOW_AGI_PORT" in err and "CALLFLOW_TIMEZONE" in err and "Mars/Olympus" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("name, url", [
+    ("CALLFLOW_REDIS_URL", "http://x"),
+    ("CALLFLOW_REDIS_URL", "redis://127.0.0.1:notaport/0"),
+    ("CALLFLOW_AMQP_URL", "redis://127.0.0.1:5672/"),
+    ("CALLFLOW_AMQP_URL", "not a url"),
+])
+def test_a_url_its_client_cannot_use_fails_show_with_exit_2(monkeypatch, capsys, name: str, url: str) -> None:
+    """A URL with a wrong scheme or port cannot work: show names the variable and exits 2 (whether the
+    settings themselves refuse it or show finds it), never 0."""
+    monkeypatch.setenv(name, url)
+    try:
+        status = main(["config", "show"])
+    except SystemExit as exit_info:
+        status = exit_info.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert name in err and "Traceback" not in err
+
+
+def test_usable_urls_pass(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("CALLFLOW_REDIS_URL", "unix:///run/redis.sock?db=1")
+    monkeypatch.setenv("CALLFLOW_AMQP_URL", "amqps://u:p@mq.example:5671/vh")
+    assert main(["config", "show"]) == 0
+    assert capsys.readouterr().err == ""

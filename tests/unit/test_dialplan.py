@@ -39,11 +39,52 @@ def lint(path: Path) -> Tuple[int, List[str], str]:
     return done.returncode, _ISSUE.findall(output), output
 
 
-def test_sample_dialplan_has_no_error_or_warning() -> None:
-    """asterisklint finds no error and no warning in the sample dialplan."""
-    status, issues, output = lint(DIALPLAN)
-    assert [code for code in issues if code[0] in "EW"] == [], output
+#: an operator's extensions.conf that includes the sample, as its header says
+WRAPPER = """\
+[general]
+static=yes
+writeprotect=yes
+
+[globals]
+{globals}
+
+#include "{sample}"
+"""
+
+
+def documented_globals() -> List[str]:
+    """``NAME=value`` lines of the sample's header, the [globals] an operator sets (comments dropped)."""
+    header = _dialplan().split("\n[", 1)[0]
+    return [m.group(1) for m in re.finditer(r"^;\s{3,}([A-Z][A-Z0-9_]*=\S*)", header, re.M)]
+
+
+def test_sample_dialplan_included_into_an_extensions_conf_has_no_error_or_warning(tmp_path: Path) -> None:
+    """asterisklint finds no error, warning or hint in an extensions.conf that includes the sample."""
+    wrapper = tmp_path / "extensions.conf"
+    wrapper.write_text(WRAPPER.format(globals="\n".join(documented_globals()), sample=DIALPLAN), encoding="utf-8")
+    status, issues, output = lint(wrapper)
+    assert issues == [], output
     assert status == 0, output
+
+
+def test_sample_dialplan_can_be_included() -> None:
+    """No [general] or [globals] of its own: they would clash with those of the dialplan including it."""
+    contexts = re.findall(r"^\[([^\]]+)\]", _dialplan(), re.M)
+    assert "general" not in contexts and "globals" not in contexts
+
+
+def test_every_global_the_sample_reads_is_documented_in_its_header() -> None:
+    """Each global it reads (not set by itself) has a NAME=value line in the header to copy."""
+    text = _dialplan()
+    body = text.split("\n[", 1)[1]
+    read = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)[}:]", body))
+    set_here = set(re.findall(r"Set\((?:__)?([A-Z][A-Z0-9_]*)=", body)) | set(re.findall(r"Set\(LOCAL\(([A-Z_]+)\)", body))
+    channel = {"UNIQUEID", "EXTEN", "CHANNEL", "EPOCH", "AGISTATUS", "ARG1", "CALLERID", "CALLFLOW_STATUS",
+               "CALLFLOW_ERROR", "PHONE_POLICY", "QUEUE_NAME", "CALL_ID", "CUSTOMER_ID", "CALL_STATUS",
+               "PHONE_DIAL", "AGENT"}
+    documented = {line.split("=", 1)[0] for line in documented_globals()}
+    assert sorted(read - set_here - channel - documented) == []
+    assert "CALLFLOW" in documented and "CALLFLOW_FAIL_POLICY" in documented
 
 
 def test_asterisklint_catches_the_seed_samples_duplicate_priority(tmp_path: Path) -> None:
@@ -72,7 +113,7 @@ def test_dialplan_calls_both_routes_and_branches_on_the_policy() -> None:
 
 def test_event_failures_are_retried_unless_the_values_are_invalid() -> None:
     """An event not taken (unreachable, timeout...) goes to CALLFLOW_BACKUP; invalid values are only logged."""
-    event = _dialplan().split("[callflow-event]", 1)[1].split("\n[", 1)[0]
+    event = _context("callflow-event")
     assert "Set(CALLFLOW_STATUS=)" in event and "Set(CALLFLOW_ERROR=)" in event
     assert '$["${CALLFLOW_ERROR:0:8}" = "invalid:"]?refused' in event
     assert "AGI(${CALLFLOW_BACKUP}/event)" in event
@@ -98,3 +139,40 @@ def test_shared_variables_are_set_on_the_callers_channel(name: str) -> None:
 def test_an_event_is_sent_at_each_stage_of_the_call(status: str) -> None:
     """ringing, answered and hangup each send an event through the callflow-event subroutine."""
     assert f"Gosub(callflow-event,s,1({status}))" in _dialplan()
+
+
+def _context(name: str) -> str:
+    return _dialplan().split(f"\n[{name}]", 1)[1].split("\n[", 1)[0]
+
+
+def test_a_blacklisted_caller_is_never_answered_before_the_rejection() -> None:
+    """From the ``blocked`` label to Hangup(21): no Answer, and any Playback is early media (noanswer)."""
+    trunk = _context("from-trunk")
+    blocked = trunk[trunk.index("(blocked)"):]
+    blocked = blocked[:blocked.index("Hangup(21)")]
+    assert "Answer(" not in blocked
+    for playback in re.findall(r"Playback\(([^)]*)\)", blocked):
+        assert "noanswer" in playback.split(",")[1:], playback
+
+
+def test_checkphone_without_a_status_applies_the_fail_policy() -> None:
+    """No CALLFLOW_STATUS after the AGI step (the instance died mid-session) is no answer: fail policy."""
+    checkphone = _context("callflow-checkphone")
+    assert '$["${CALLFLOW_STATUS}" = ""]?noanswer' in checkphone
+    noanswer = checkphone[checkphone.index("n(noanswer)"):]
+    assert 'Set(PHONE_POLICY=${IF($["${CALLFLOW_FAIL_POLICY}" = "blacklist"]?blacklist:normal)})' in noanswer
+    assert checkphone.index("?noanswer") < checkphone.index('?failpolicy:done')  # before PHONE_POLICY is trusted
+
+
+def test_an_event_without_a_status_is_not_taken() -> None:
+    """No CALLFLOW_STATUS after the event AGI is no answer: logged as such and tried on the backup."""
+    event = _context("callflow-event")
+    assert 'ExecIf($["${CALLFLOW_STATUS}" = ""]?Set(CALLFLOW_ERROR=no answer))' in event
+    assert event.index("no answer") < event.index("AGI(${CALLFLOW_BACKUP}/event)")
+
+
+def test_a_hagi_alternative_is_shown() -> None:
+    """Failover over several instances: the hagi:// line and its SRV name, commented out."""
+    text = _dialplan()
+    assert ";same => n,AGI(hagi://callflow.example/checkphone,${ARG1})" in text
+    assert "_agi._tcp.callflow.example" in text

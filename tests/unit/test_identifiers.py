@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from callflow.domain.errors import InvalidEvent
-from callflow.domain.identifiers import MAX_IDENTIFIER_LENGTH, identifier_problem, is_identifier, require_identifier
+from callflow.domain.identifiers import (
+    MAX_IDENTIFIER_LENGTH,
+    customer_id_problem,
+    identifier_problem,
+    is_identifier,
+    require_identifier,
+)
 
 ALLOWED = string.ascii_letters + string.digits + "_.-"
 identifiers = st.text(alphabet=ALLOWED, min_size=1, max_size=MAX_IDENTIFIER_LENGTH)
@@ -56,3 +62,15 @@ def test_refusals_say_why(value, words):
 def test_longest_identifier_is_accepted():
     """The limit itself is allowed: MAX_IDENTIFIER_LENGTH characters."""
     assert is_identifier("9" * MAX_IDENTIFIER_LENGTH)
+
+
+@pytest.mark.parametrize("value", ["invalid", "INVALID", "inValid"])
+def test_invalid_is_reserved_as_a_customer_id(value):
+    """``invalid`` names callflow's own queue of refused events: never a customer's, in any case."""
+    assert "reserved" in customer_id_problem("CUSTOMER_ID", value)
+    assert identifier_problem("CALL_STATUS", value) == ""  # only customer ids are reserved
+
+
+@pytest.mark.parametrize("value", ["invalids", "in-valid", "11223344", "invalid_2"])
+def test_names_near_the_reserved_one_are_customer_ids(value):
+    assert customer_id_problem("CUSTOMER_ID", value) == ""

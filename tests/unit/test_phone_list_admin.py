@@ -22,7 +22,7 @@ async def test_numbers_are_stored_canonical_in_batches_with_progress() -> None:
     heard: List[Tuple[int, Tuple[str, ...]]] = []
     texts = ["0912406496", "+84987654321", "0084911111111", "84922222222", "1001"]
     report = await AddNumbers(lists, "VN", batch_size=2).execute(
-        BLACKLIST, enumerate(texts, 1), 3600, lambda r, batch: heard.append((r.added, batch)))
+        BLACKLIST, enumerate(texts, 1), 3600, lambda r, batch, _: heard.append((r.added, batch)))
     assert [batch for _, batch, _ in lists.batches] == [
         ("84912406496", "84987654321"), ("84911111111", "84922222222"), ("1001",)]
     assert {ttl for _, _, ttl in lists.batches} == {3600}
@@ -60,3 +60,17 @@ async def test_remove_refuses_text_that_is_not_a_number() -> None:
     """RemoveNumber of 'abc' raises InvalidPhoneNumber and removes nothing."""
     with pytest.raises(InvalidPhoneNumber):
         await RemoveNumber(RecordingLists(), "VN").execute(VIP, "abc")
+
+
+async def test_rows_may_carry_their_own_ttl_and_already_listed_numbers_are_counted() -> None:
+    """A row's own TTL wins over the default; a bad one refuses the row; numbers there before are counted."""
+    lists = RecordingLists()
+    await lists.blacklist_add(["84912406496"], 60)
+    heard: List[Tuple[Tuple[str, ...], frozenset]] = []
+    rows = [(1, "0912406496", "600"), (2, "0987654321", ""), (3, "0911111111", "soon")]
+    report = await AddNumbers(lists, "VN").execute(BLACKLIST, rows, 3600, lambda r, b, a: heard.append((b, a)))
+    assert report.added == 2 and report.already == 1
+    assert [(r.line, r.reason) for r in report.rejected] == [(3, "TTL 'soon' is not a whole number of seconds")]
+    assert heard == [(("84912406496", "84987654321"), frozenset({"84912406496"}))]
+    expiries = await lists.blacklist_expiries(["84912406496", "84987654321"])
+    assert expiries == {"84912406496": 600, "84987654321": 3600}

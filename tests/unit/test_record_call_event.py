@@ -131,6 +131,18 @@ async def test_invalid_event_is_reported_not_counted(rig):
     assert body["values"]["CUSTOMER_ID"] == "Nguyễn Văn A (VIP) [x]" and body["reason"] in outcome.reason
 
 
+@pytest.mark.parametrize("reserved", ["invalid", "INVALID", "Invalid"])
+async def test_a_reserved_customer_id_is_refused_like_any_invalid_one(rig, reserved):
+    """CUSTOMER_ID=invalid would put a customer's events in the queue of everyone's refused events
+    (and let its consumer read them): refused, reported on call.events.invalid with the reason."""
+    outcome = await rig.record.execute(replace(SEED_VALUES, customer_id=reserved), 0.5)
+    assert outcome.status == ERROR and outcome.reason.startswith(f"invalid: CUSTOMER_ID '{reserved}' is reserved")
+    [report] = rig.broker.all_messages()
+    body = check_message(report.routing_key, report.body)
+    assert report.routing_key == INVALID_ROUTING_KEY and body["values"]["CUSTOMER_ID"] == reserved
+    assert "reserved" in body["reason"] and rig.stats.seen == []
+
+
 async def test_missing_values_are_reported_too(rig):
     """An empty dialplan (nothing set) is still reported, naming every missing value."""
     empty = replace(SEED_VALUES, customer_id="", call_status="", call_id="", unique_id="")

@@ -23,6 +23,10 @@ class InMemoryOutbox:
     def refuse(self, reason: Optional[str]) -> None:
         self._refusal = reason
 
+    @property
+    def problem(self) -> Optional[str]:
+        return self._refusal
+
     async def put(self, envelope: EventEnvelope) -> int:
         if self._refusal is not None:
             raise OutboxUnavailable(self._refusal)

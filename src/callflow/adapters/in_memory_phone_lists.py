@@ -1,6 +1,7 @@
 """The PhoneLists port kept in memory: same contract as Redis, expiry read from the Clock port."""
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from typing import AsyncIterator, Dict, List, Optional, Sequence, Set
 
@@ -32,11 +33,24 @@ class InMemoryPhoneLists:
             vip=any(form in self._vip for form in forms),
         )
 
-    async def blacklist_add(self, numbers: Sequence[str], ttl_s: int) -> None:
+    async def blacklist_add(self, numbers: Sequence[str], ttl_s: int,
+                            ttls: Optional[Sequence[int]] = None) -> Set[str]:
         self._check_available()
-        expires = self._clock.now() + timedelta(seconds=ttl_s) if ttl_s else None
-        for number in numbers:
-            self._blacklist[number] = expires
+        already = {number for number in numbers if self._blacklisted(number)}
+        for i, number in enumerate(numbers):
+            ttl = ttl_s if ttls is None else ttls[i]
+            self._blacklist[number] = self._clock.now() + timedelta(seconds=ttl) if ttl else None
+        return already
+
+    async def blacklist_expiries(self, forms: Sequence[str]) -> Dict[str, Optional[int]]:
+        self._check_available()
+        expiries: Dict[str, Optional[int]] = {}
+        for form in forms:
+            if self._blacklisted(form):
+                expires = self._blacklist[form]
+                left = None if expires is None else (expires - self._clock.now()).total_seconds()
+                expiries[form] = None if left is None else max(1, math.ceil(left))
+        return expiries
 
     async def blacklist_remove(self, forms: Sequence[str]) -> int:
         self._check_available()
@@ -50,9 +64,11 @@ class InMemoryPhoneLists:
         for form in [form for form in self._blacklist if self._blacklisted(form)]:
             yield form
 
-    async def vip_add(self, numbers: Sequence[str]) -> None:
+    async def vip_add(self, numbers: Sequence[str]) -> Set[str]:
         self._check_available()
+        already = {number for number in numbers if number in self._vip}
         self._vip.update(numbers)
+        return already
 
     async def vip_remove(self, forms: Sequence[str]) -> int:
         self._check_available()

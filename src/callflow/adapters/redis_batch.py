@@ -29,7 +29,7 @@ from callflow.adapters.redis_client import lease_connection
 
 try:  # hiredis packs a command about 8 times faster than redis-py's asyncio connection does
     from hiredis import pack_command as _pack_with_hiredis
-except ImportError:  # pragma: no cover - hiredis is the ``fast`` extra
+except ImportError:  # pragma: no cover - hiredis is a dependency on CPython only (ADR 0071)
     _pack_with_hiredis = None
 
 Command = Tuple[Any, ...]

@@ -59,14 +59,15 @@ def make_redis_client(url: str, timeout_s: float, max_connections: int) -> Redis
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
 
-async def redis_client_resource(url: str, timeout_s: float, max_connections: int) -> AsyncIterator[Redis]:
+async def redis_client_resource(url: str, timeout_s: float, max_connections: int,
+                                warm_connections: int = WARM_CONNECTIONS) -> AsyncIterator[Redis]:
     """Container Resource: the client for the process's life, closed on ``shutdown_resources()``.
 
     A few connections are opened in the background at once, so the first burst of calls does not
     pay for connecting; start-up never waits for them (Redis may be down).
     """
     client = make_redis_client(url, timeout_s, max_connections)
-    warming = asyncio.ensure_future(warm_up(client.connection_pool, min(WARM_CONNECTIONS, max_connections)))
+    warming = asyncio.ensure_future(warm_up(client.connection_pool, min(warm_connections, max_connections)))
     try:
         yield client
     finally:

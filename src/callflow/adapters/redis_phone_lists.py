@@ -8,7 +8,7 @@ write and one connection (``CommandBatcher``, ADR 0024).
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Optional, Sequence, Set, TypeVar
 
 from redis.asyncio import Redis
 
@@ -58,13 +58,32 @@ class RedisPhoneLists:
         blacklisted, vip = reply
         return _LISTINGS[blacklisted > 0, vip == 1]
 
-    async def blacklist_add(self, numbers: Sequence[str], ttl_s: int) -> None:
+    async def blacklist_add(self, numbers: Sequence[str], ttl_s: int,
+                            ttls: Optional[Sequence[int]] = None) -> Set[str]:
         if not numbers:
-            return
+            return set()
         pipe = self._client.pipeline(transaction=False)
-        for number in numbers:
-            pipe.set(BLACKLIST_PREFIX + number, "1", ex=ttl_s or None)
-        await self._timed("blacklist_add", pipe.execute(), self._admin_timeout_s)
+        for i, number in enumerate(numbers):
+            key = BLACKLIST_PREFIX + number
+            pipe.exists(key)  # EXISTS then SET, not SET ... GET: any Redis from 3.0.3 (ADR 0022)
+            pipe.set(key, "1", ex=(ttl_s if ttls is None else ttls[i]) or None)
+        replies = await self._timed("blacklist_add", pipe.execute(), self._admin_timeout_s)
+        return _listed_before(numbers, replies[::2])
+
+    async def blacklist_expiries(self, forms: Sequence[str]) -> Dict[str, Optional[int]]:
+        if not forms:
+            return {}
+        pipe = self._client.pipeline(transaction=False)
+        for form in forms:
+            pipe.pttl(BLACKLIST_PREFIX + form)
+        replies = await self._timed("blacklist_expiries", pipe.execute(), self._admin_timeout_s)
+        expiries: Dict[str, Optional[int]] = {}
+        for form, pttl in zip(forms, replies):
+            if pttl == -1:
+                expiries[form] = None
+            elif pttl >= 0:
+                expiries[form] = max(1, -(-int(pttl) // 1000))  # rounded up: an entry is never cut short
+        return expiries
 
     async def blacklist_remove(self, forms: Sequence[str]) -> int:
         if not forms:
@@ -77,9 +96,14 @@ class RedisPhoneLists:
                 cursor, match=BLACKLIST_PREFIX + "*", count=_SCAN_BATCH)):
             yield key[len(BLACKLIST_PREFIX):]
 
-    async def vip_add(self, numbers: Sequence[str]) -> None:
-        if numbers:
-            await self._timed("vip_add", self._client.sadd(VIP_KEY, *numbers), self._admin_timeout_s)
+    async def vip_add(self, numbers: Sequence[str]) -> Set[str]:
+        if not numbers:
+            return set()
+        pipe = self._client.pipeline(transaction=False)
+        for number in numbers:
+            pipe.sadd(VIP_KEY, number)  # one SADD each: its reply says whether that number was new
+        replies = await self._timed("vip_add", pipe.execute(), self._admin_timeout_s)
+        return _listed_before(numbers, [not added for added in replies])
 
     async def vip_remove(self, forms: Sequence[str]) -> int:
         if not forms:
@@ -103,3 +127,16 @@ class RedisPhoneLists:
 
     async def _timed(self, op: str, awaitable: Awaitable[T], timeout_s: float) -> T:
         return await timed_round_trip(op, awaitable, timeout_s, PhoneListsUnavailable)
+
+
+def _listed_before(numbers: Sequence[str], listed: Sequence[Any]) -> Set[str]:
+    """The numbers whose first occurrence in the batch found them listed (a number given twice is
+    found by its second occurrence only because of its first)."""
+    seen: Set[str] = set()
+    before: Set[str] = set()
+    for number, was_listed in zip(numbers, listed):
+        if number not in seen:
+            seen.add(number)
+            if was_listed:
+                before.add(number)
+    return before

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
+from callflow import metrics
 from callflow.adapters.sqlite_outbox_store import OutboxStore
 from callflow.adapters.sqlite_outbox_worker import STOP, OutboxOp, OutboxWorker, Settled
 from callflow.domain.envelope import EventEnvelope
@@ -34,6 +35,7 @@ class SQLiteOutbox:
         self._thread: Optional[threading.Thread] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._failure: Optional[str] = "outbox not opened"
+        self._write_failure: Optional[str] = None  # the last put failed (disk full, I/O error): not ready
         self._depth = 0
 
     async def open(self) -> None:
@@ -43,6 +45,7 @@ class SQLiteOutbox:
             store = await self._loop.run_in_executor(None, OutboxStore.open, self.path, self._synchronous)
         except OutboxUnavailable as exc:
             self._failure = str(exc)
+            metrics.OUTBOX_USABLE.set(0)
             _log.error("outbox unusable: events will be refused until it is fixed", reason=self._failure)
             return
         self._depth = store.count()
@@ -50,12 +53,18 @@ class SQLiteOutbox:
         worker = OutboxWorker(store, self._ops, self._report, self._max_batch, self._forget_delay_s)
         self._thread = threading.Thread(target=worker.run, name="callflow-outbox", daemon=True)
         self._thread.start()
+        metrics.OUTBOX_USABLE.set(1)
         _log.info("outbox open", path=str(self.path), depth=self._depth, synchronous=self._synchronous)
 
     @property
     def failure(self) -> Optional[str]:
         """Why the outbox is unusable, or None."""
         return self._failure
+
+    @property
+    def problem(self) -> Optional[str]:
+        """Why the outbox cannot take events now (unusable, or its last put failed), or None (readiness)."""
+        return self._failure or self._write_failure
 
     async def put(self, envelope: EventEnvelope) -> int:
         return int(await self._submit("put", (envelope, self._clock.now().timestamp())))
@@ -93,6 +102,11 @@ class SQLiteOutbox:
             self._ops.put(OutboxOp(kind, arg, future))
         return future
 
+    def _put_outcome(self, failure: Optional[str]) -> None:
+        """A put failed after a success, or succeeded after a failure: readiness and the gauge follow."""
+        self._write_failure = failure
+        metrics.OUTBOX_USABLE.set(0 if failure else 1)
+
     def _report(self, settled: List[Settled], depth_delta: int) -> None:
         """From the outbox thread: one hop to the loop per batch."""
         assert self._loop is not None
@@ -102,6 +116,8 @@ class SQLiteOutbox:
         """On the loop: resolve every future of a batch in one callback (one thread hop per batch)."""
         self._depth = max(0, self._depth + depth_delta)
         for op, ok, value in settled:
+            if op.kind == "put" and ok is (self._write_failure is not None):
+                self._put_outcome(None if ok else str(value))
             if op.future.done():  # its caller gave up (cancelled); what it wrote stays written
                 continue
             if ok:

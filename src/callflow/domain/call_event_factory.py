@@ -12,7 +12,7 @@ from callflow.domain.call_times import (
 )
 from callflow.domain.envelope import INVALID_ROUTING_KEY, EventEnvelope, routing_key_for
 from callflow.domain.errors import InvalidEvent, InvalidPhoneNumber
-from callflow.domain.identifiers import identifier_problem
+from callflow.domain.identifiers import customer_id_problem, identifier_problem
 from callflow.domain.phone import PhoneNumber
 
 _MAX_HANDLE_TIME_DIGITS = 12
@@ -83,7 +83,7 @@ def invalid_event_envelope(values: CallValues, reason: str, now: datetime) -> Ev
 
 def _require_keyable(customer_id: str, call_status: str, call_id: str) -> None:
     problems = [
-        identifier_problem("CUSTOMER_ID", customer_id),
+        customer_id_problem("CUSTOMER_ID", customer_id),
         identifier_problem("CALL_STATUS", call_status),
         identifier_problem("CALL_ID", call_id),
     ]

@@ -11,6 +11,9 @@ import re
 from callflow.domain.errors import InvalidEvent
 
 MAX_IDENTIFIER_LENGTH = 64
+#: customer ids callflow keeps for itself: queue ``call.events.invalid`` holds every customer's refused
+#: events with their raw values, so no customer may have it as its own (any letter case: no look-alikes)
+RESERVED_CUSTOMER_IDS = frozenset({"invalid"})
 _ALLOWED = re.compile(r"[A-Za-z0-9_.-]+")
 _FIRST_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -26,6 +29,14 @@ def identifier_problem(name: str, value: str) -> str:
         char = bad.group(0) if bad else "?"
         return f"{name} contains {char!r}: only letters, digits, '_', '.' and '-' are allowed"
     return ""
+
+
+def customer_id_problem(name: str, value: str) -> str:
+    """Why ``value`` cannot be a customer id (``identifier_problem``, or a reserved name), or "" when it can."""
+    problem = identifier_problem(name, value)
+    if not problem and value.lower() in RESERVED_CUSTOMER_IDS:
+        return f"{name} {value!r} is reserved: callflow's queue call.events.invalid holds refused events"
+    return problem
 
 
 def is_identifier(value: str) -> bool:

@@ -6,21 +6,23 @@ bounded in size and time, so a scanner or a stuck client costs one socket for a 
 - ``/healthz``: 200 while the event loop answers (the process is alive).
 - ``/readyz``: 200 when every readiness check passes and the server is not draining, else 503; the
   JSON body names each check's result. Checks are async callables returning True when their service
-  is reachable; each is bounded by ``check_timeout_s`` and they run together.
+  is reachable, False when it is not, or a string saying why it cannot do its job; each is bounded by
+  ``check_timeout_s`` and they run together.
 - ``/metrics``: ``prometheus_client.generate_latest(REGISTRY)``.
 """
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Tuple, Union
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from callflow.logging import get_logger
 from callflow.metrics import REGISTRY
 
-ReadinessCheck = Callable[[], Awaitable[bool]]
+#: True: ready; False: "unreachable"; a string: why not ready
+ReadinessCheck = Callable[[], Awaitable[Union[bool, str]]]
 Response = Tuple[int, str, bytes]
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
@@ -43,6 +45,17 @@ def broker_check(publisher: Any) -> ReadinessCheck:
 
     async def check() -> bool:
         return bool(publisher.is_connected())
+
+    return check
+
+
+def outbox_check(outbox: Any) -> ReadinessCheck:
+    """Ready when the outbox takes events (``Outbox.problem`` is None); else its reason, e.g. the file is
+    in use by another callflow process: an instance that refuses every event is not ready."""
+
+    async def check() -> Union[bool, str]:
+        problem = outbox.problem
+        return True if problem is None else str(problem)
 
     return check
 
@@ -109,6 +122,8 @@ class OpsHttpServer:
             return f"no answer within {self._check_timeout_s:g} s"
         except Exception as exc:  # a check that breaks means "not ready", never a 500
             return f"error: {exc!r}"
+        if isinstance(ok, str):
+            return ok or "not ready"
         return "ok" if ok else "unreachable"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

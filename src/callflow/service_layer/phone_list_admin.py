@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, List, Optional, Tuple
+from typing import Callable, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 from callflow.domain.errors import InvalidPhoneNumber
 from callflow.domain.phone import PhoneNumber, is_anonymous
@@ -23,13 +23,18 @@ class RejectedNumber:
 
 @dataclass
 class AddReport:
-    """How far an addition got: numbers written to the store, numbers refused."""
+    """How far an addition got: numbers written to the store (``already`` of them were listed before:
+    renewed), numbers refused."""
 
     added: int = 0
     rejected: List[RejectedNumber] = field(default_factory=list)
+    already: int = 0
 
 
-Progress = Callable[[AddReport, Tuple[str, ...]], None]
+#: hears of each batch written: the report so far, the batch's canonical numbers, those already listed
+Progress = Callable[[AddReport, Tuple[str, ...], FrozenSet[str]], None]
+#: (line, text) or (line, text, seconds): a row of its own TTL ("" or absent: the one given to execute)
+NumberRow = Sequence
 
 
 class AddNumbers:
@@ -38,8 +43,10 @@ class AddNumbers:
     - each number is stored in its canonical form, the form checkphone looks up first;
     - a text that is not a number, or an anonymous caller id, is refused with its line and reason,
       and the others are still added;
+    - a row may carry its own TTL in seconds (an export of the blacklist does: an import keeps each
+      entry's remaining time); a TTL that is not a whole number of seconds refuses the row;
     - writes go in batches of ``batch_size`` (one round trip each); ``progress`` hears of each
-      batch written (the report so far, the canonical numbers of the batch).
+      batch written (the report so far, the canonical numbers of the batch, those already listed).
     """
 
     def __init__(self, lists: PhoneLists, region: str, batch_size: int = 1000) -> None:
@@ -47,17 +54,24 @@ class AddNumbers:
         self._region = region
         self._batch_size = batch_size
 
-    async def execute(self, list_name: str, numbers: Iterable[Tuple[int, str]], ttl_s: int = 0,
+    async def execute(self, list_name: str, numbers: Iterable[NumberRow], ttl_s: int = 0,
                       progress: Optional[Progress] = None) -> AddReport:
         report = AddReport()
         batch: List[str] = []
-        for line, text in numbers:
+        ttls: List[int] = []
+        for row in numbers:
+            line, text = row[0], row[1]
+            ttl = _row_ttl(row, ttl_s)
+            if ttl is None:
+                report.rejected.append(RejectedNumber(line, text, f"TTL {row[2]!r} is not a whole number of seconds"))
+                continue
             canonical = self._canonical(line, text, report)
             if canonical is not None:
                 batch.append(canonical)
+                ttls.append(ttl)
             if len(batch) >= self._batch_size:
-                await self._write(list_name, batch, ttl_s, report, progress)
-        await self._write(list_name, batch, ttl_s, report, progress)
+                await self._write(list_name, batch, ttls, report, progress)
+        await self._write(list_name, batch, ttls, report, progress)
         return report
 
     def _canonical(self, line: int, text: str, report: AddReport) -> Optional[str]:
@@ -71,18 +85,31 @@ class AddNumbers:
             report.rejected.append(RejectedNumber(line, text, str(error)))
             return None
 
-    async def _write(self, list_name: str, batch: List[str], ttl_s: int, report: AddReport,
+    async def _write(self, list_name: str, batch: List[str], ttls: List[int], report: AddReport,
                      progress: Optional[Progress]) -> None:
         if not batch:
             return
         if list_name == BLACKLIST:
-            await self._lists.blacklist_add(batch, ttl_s)
+            same = all(ttl == ttls[0] for ttl in ttls)
+            already = await self._lists.blacklist_add(batch, ttls[0], None if same else list(ttls))
         else:
-            await self._lists.vip_add(batch)
+            already = await self._lists.vip_add(batch)
         report.added += len(batch)
+        report.already += len(already)
         if progress is not None:
-            progress(report, tuple(batch))
+            progress(report, tuple(batch), frozenset(already))
         batch.clear()
+        ttls.clear()
+
+
+def _row_ttl(row: NumberRow, default_s: int) -> Optional[int]:
+    """The row's own TTL when it has one, else ``default_s``; None when its TTL is not valid."""
+    text = str(row[2]).strip() if len(row) > 2 and row[2] is not None else ""
+    if not text:
+        return default_s
+    if text.isdigit() and text.isascii() and len(text) <= 10:
+        return int(text)
+    return None
 
 
 class RemoveNumber:

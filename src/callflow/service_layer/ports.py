@@ -33,8 +33,15 @@ class PhoneLists(Protocol):
         """
         ...
 
-    async def blacklist_add(self, numbers: Sequence[str], ttl_s: int) -> None:
-        """Blacklist each of ``numbers`` for ``ttl_s`` seconds (0: until removed); re-adding renews."""
+    async def blacklist_add(self, numbers: Sequence[str], ttl_s: int,
+                            ttls: Optional[Sequence[int]] = None) -> Set[str]:
+        """Blacklist each of ``numbers`` for ``ttl_s`` seconds (0: until removed), or for its own
+        ``ttls[i]`` when given; re-adding renews. Returns the numbers that were listed before the call."""
+        ...
+
+    async def blacklist_expiries(self, forms: Sequence[str]) -> Dict[str, Optional[int]]:
+        """Seconds left for each listed one of ``forms`` (rounded up; None: no expiry); unlisted ones
+        are left out."""
         ...
 
     async def blacklist_remove(self, forms: Sequence[str]) -> int:
@@ -45,8 +52,8 @@ class PhoneLists(Protocol):
         """Every blacklisted form, in no particular order."""
         ...
 
-    async def vip_add(self, numbers: Sequence[str]) -> None:
-        """Make each of ``numbers`` a VIP."""
+    async def vip_add(self, numbers: Sequence[str]) -> Set[str]:
+        """Make each of ``numbers`` a VIP; returns those that were before the call."""
         ...
 
     async def vip_remove(self, forms: Sequence[str]) -> int:
@@ -149,6 +156,11 @@ class Outbox(Protocol):
 
     def depth(self) -> int:
         """How many entries wait (kept in memory, no I/O)."""
+        ...
+
+    @property
+    def problem(self) -> Optional[str]:
+        """Why the outbox cannot take events now (it is unusable, or its last put failed), else None."""
         ...
 
     async def status(self) -> OutboxStatus:

@@ -11,8 +11,10 @@ from callflow.domain.policy import PhonePolicy, PolicyResult
 from callflow.entrypoints.agi.session import AgiSession, Route
 from callflow.service_layer.check_phone import CheckPhone
 
-#: time kept back from the lookup for the four SET VARIABLE round trips
+#: time kept back from the lookup for the answer: one EXEC MSet, or four SET VARIABLEs where MSet is missing
 ANSWER_RESERVE_S = 0.1
+#: longest number shown in a log line (a caller id can be any text, of any length)
+MAX_LOGGED_NUMBER = 40
 
 
 async def build_checkphone_route(app: Any) -> "CheckPhoneRoute":
@@ -21,8 +23,10 @@ async def build_checkphone_route(app: Any) -> "CheckPhoneRoute":
     Async: on real adapters the use case depends on the Redis client, an async Resource, so
     dependency-injector hands it out as an awaitable.
     """
+    settings = app.settings()
     return CheckPhoneRoute(await _resolved(app.check_phone()), await _resolved(app.phone_policy()),
-                           deadline_s=app.settings().checkphone_deadline_ms / 1000.0)
+                           deadline_s=settings.checkphone_deadline_ms / 1000.0,
+                           log_full_numbers=settings.log_numbers == "full")
 
 
 class CheckPhoneRoute(Route):
@@ -36,15 +40,20 @@ class CheckPhoneRoute(Route):
 
     name = "checkphone"
 
-    def __init__(self, check_phone: CheckPhone, policy: PhonePolicy, deadline_s: float) -> None:
+    def __init__(self, check_phone: CheckPhone, policy: PhonePolicy, deadline_s: float,
+                 log_full_numbers: bool = False) -> None:
         self.deadline_s = deadline_s
+        self._shown = shown_in_full if log_full_numbers else masked
         self._check_phone = check_phone
         self._policy = policy
         self._decided: "weakref.WeakKeyDictionary[AgiSession, PolicyResult]" = weakref.WeakKeyDictionary()
 
     async def handle(self, session: AgiSession) -> None:
         within_s = max(0.0, session.remaining() - ANSWER_RESERVE_S)
-        result = await self._check_phone.execute(number_to_check(session), within_s)
+        number = number_to_check(session)
+        # on the session's summary line: "why was this caller blocked?" is answered from the log
+        structlog.contextvars.bind_contextvars(number=self._shown(number))
+        result = await self._check_phone.execute(number, within_s)
         self._decided[session] = result
         await answer(session, result)
         del self._decided[session]
@@ -56,6 +65,19 @@ class CheckPhoneRoute(Route):
         if result is None:
             result = self._policy.error() if reason == "error" else self._policy.degraded()
         await answer(session, result)
+
+
+def masked(number: str) -> str:
+    """``0912406496`` → ``0912***496``: enough to find a caller one already knows, not to read a list
+    of callers off the log (ADR 0091). Seven characters or fewer (extensions, short codes): as is."""
+    if len(number) <= 7:
+        return number
+    return f"{number[:4]}***{number[-3:]}"
+
+
+def shown_in_full(number: str) -> str:
+    """The number as given (``CALLFLOW_LOG_NUMBERS=full``), cut at ``MAX_LOGGED_NUMBER`` characters."""
+    return number if len(number) <= MAX_LOGGED_NUMBER else number[:MAX_LOGGED_NUMBER] + "..."
 
 
 def number_to_check(session: AgiSession) -> str:
@@ -70,6 +92,7 @@ async def _resolved(provided: Any) -> Any:
 
 
 async def answer(session: AgiSession, result: PolicyResult) -> None:
-    """One SET VARIABLE per variable, one at a time, CALLFLOW_STATUS last (ADR 0021, 0018)."""
+    """The four variables in one ``EXEC MSet``, CALLFLOW_STATUS last; one SET VARIABLE each, one at
+    a time, where Asterisk lacks MSet (ADR 0070, 0021, 0018)."""
     structlog.contextvars.bind_contextvars(policy=result.policy)
     await session.set_variables(result.variables())

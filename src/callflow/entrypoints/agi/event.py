@@ -17,7 +17,7 @@ from callflow.service_layer.custody import Custody
 from callflow.service_layer.record_call_event import ERROR, OK, EventOutcome, RecordCallEvent
 
 _FALLBACK_ERRORS = {"deadline": "timeout", "overloaded": "overloaded"}
-_REPLY_MARGIN_S = 0.05  # two SET VARIABLE round trips, with room to spare
+_REPLY_MARGIN_S = 0.05  # the answer's round trip (two when EXEC MSet cannot carry it), with room to spare
 _LOGGED_CHARS = 80  # raw dialplan values may be kilobytes: the log line shows their start
 _log = get_logger("callflow.event")
 _bind = structlog.contextvars.bind_contextvars
@@ -85,9 +85,10 @@ class EventRoute(Route):
 async def _answer(session: AgiSession, status: str, reason: str, prior_error: Optional[str] = None) -> None:
     """CALLFLOW_ERROR is set to ``reason``, "" on OK (a dialplan that retried must not see the last
     attempt's reason), unless the channel is known to hold that already (ADR 0062)."""
-    await session.set_variable("CALLFLOW_STATUS", status)
-    if prior_error != reason:  # None: not read, so not known
-        await session.set_variable("CALLFLOW_ERROR", reason)
+    if prior_error == reason:  # None: not read, so not known
+        await session.set_variable("CALLFLOW_STATUS", status)
+    else:  # in one command when the reason allows it (ADR 0070)
+        await session.set_variables((("CALLFLOW_STATUS", status), ("CALLFLOW_ERROR", reason)))
 
 
 def _log_outcome(outcome: EventOutcome) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from panoramisk.fast_agi import Application
 
@@ -23,9 +23,14 @@ from callflow.entrypoints.agi.session import AgiCommandRejected, AgiReply, AgiSe
 from callflow.entrypoints.agi.timebox import TimeBoxExpired, timebox
 
 Endpoint = Callable[["FastAgiSession"], Awaitable[None]]
-_GET, _GET_FULL, _SET = "GET VARIABLE", "GET FULL VARIABLE", "SET VARIABLE"
+_GET, _GET_FULL, _SET, _EXEC_MSET = "GET VARIABLE", "GET FULL VARIABLE", "SET VARIABLE", "EXEC MSet"
 _SET_COMMANDS: Dict[Tuple[str, str], bytes] = {}
 _SET_COMMANDS_MAX = 512
+_MSET_COMMANDS: Dict[Tuple[Tuple[str, str], ...], bytes] = {}
+#: what MSet's argument parser (``AST_STANDARD_APP_ARGS``, then ``=``) would read otherwise than
+#: written: separators, quotes and escapes, nesting brackets; a value holding one is set the slow way
+_MSET_UNSAFE = frozenset(',"\\()[]\r\n\0')
+_MSET_MISSING = "-2"  # EXEC of an application that does not exist (or is not loaded)
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,9 @@ class AgiLimits:
 class FastAgiSession(AgiSession):
     """One session as routes see it, over an ``AgiConnection``; plus what the server tracks."""
 
-    def __init__(self, connection: AgiConnection, header: AgiHeader, grace_s: float) -> None:
+    def __init__(self, connection: AgiConnection, header: AgiHeader, grace_s: float,
+                 without_mset: Optional[Set[str]] = None) -> None:
+        """``without_mset``: the hosts known to refuse ``EXEC MSet``, shared by the server's sessions."""
         self.env, self.route, self.query, self.args = header.env, header.route, header.query, header.args
         self.connection = connection
         self.loop = connection.loop
@@ -62,6 +69,7 @@ class FastAgiSession(AgiSession):
         self.outcome = "ok"
         self.deadline_box: Optional[timebox] = None  # while the route's handle runs (drain expires it)
         self.cut = False  # the drain timeout ran out: answer the fallback now
+        self._without_mset = set() if without_mset is None else without_mset
 
     @property
     def hung_up(self) -> bool:
@@ -107,6 +115,24 @@ class FastAgiSession(AgiSession):
         return self._was_set(name, value, await self.connection.exchange(_set_bytes(name, value)))
 
     async def set_variables(self, pairs: Sequence[Tuple[str, str]]) -> List[bool]:
+        """Every pair in one ``EXEC MSet`` when the values allow it and Asterisk has MSet (ADR 0070):
+        one round trip, and the dialplan finds all of them set or none. Else, or when MSet is
+        missing or refused, one ``SET VARIABLE`` each, in order (ADR 0018); a refusal is remembered
+        per Asterisk host for the server's lifetime, so later sessions go the slow way at once."""
+        if len(pairs) > 1:
+            host = self.peer.rpartition(":")[0]
+            data = None if host in self._without_mset else _mset_bytes(pairs)
+            if data is not None:
+                reply = await self.connection.exchange(data)
+                if reply.code == 200 and reply.result == "0":
+                    for name, value in pairs:
+                        if name == "CALLFLOW_STATUS":
+                            self.status = value
+                    return [True] * len(pairs)
+                if reply.result == _MSET_MISSING or reply.code in (510, 520):
+                    self._without_mset.add(host)
+                observe.log.warning("EXEC MSet not accepted; setting variables one at a time",
+                                    reply=reply.raw[:80] or f"{reply.code} result={reply.result}")
         replies = await self.connection.exchange_all([_set_bytes(name, value) for name, value in pairs])
         return [self._was_set(name, value, reply) for (name, value), reply in zip(pairs, replies)]
 
@@ -131,6 +157,26 @@ def _set_command(name: str, value: str) -> bytes:
     return data
 
 
+def _mset_bytes(pairs: Sequence[Tuple[str, str]]) -> Optional[bytes]:
+    """``EXEC MSet "N1=V1,N2=V2,..."``'s bytes, remembered like ``_set_bytes``; None when a value
+    cannot travel through MSet's parser intact or the line would be too long."""
+    key = tuple(pairs)
+    data = _MSET_COMMANDS.get(key)
+    if data is not None:
+        return data
+    for name, value in pairs:
+        if not _MSET_UNSAFE.isdisjoint(value) or value != value.strip() or not _MSET_UNSAFE.isdisjoint(name):
+            return None
+    try:
+        data = command_line(_EXEC_MSET, ",".join(f"{name}={value}" for name, value in pairs))
+    except ValueError:
+        return None
+    if len(_MSET_COMMANDS) >= _SET_COMMANDS_MAX:
+        _MSET_COMMANDS.clear()
+    _MSET_COMMANDS[key] = data
+    return data
+
+
 def _accepted(reply: AgiReply) -> AgiReply:
     if reply.code != 200:
         raise AgiCommandRejected(reply)
@@ -147,6 +193,7 @@ class FastAgiApplication(Application):
         self.loop = None
         self._route: "OrderedDict[str, Endpoint]" = OrderedDict()
         self.limits = limits
+        self.without_mset: Set[str] = set()  # Asterisk hosts that refused EXEC MSet (ADR 0070)
 
     def add_route(self, path: str, endpoint: Endpoint) -> None:
         """Register ``async def endpoint(session)`` for ``path``; anything else is refused."""
@@ -158,7 +205,7 @@ class FastAgiApplication(Application):
         return list(self._route)
 
     def session(self, connection: AgiConnection, header: AgiHeader) -> FastAgiSession:
-        return FastAgiSession(connection, header, self.limits.grace_s)
+        return FastAgiSession(connection, header, self.limits.grace_s, self.without_mset)
 
     async def serve(self, session: FastAgiSession) -> None:
         """Run the session's route (or answer an unknown one). Never raises but for cancellation."""
@@ -178,7 +225,6 @@ class FastAgiApplication(Application):
         observe.log.warning("unknown agi route", script=session.env.get("agi_network_script", "")[:200])
         try:
             with timebox(self.limits.grace_s):
-                await session.set_variable("CALLFLOW_STATUS", "ERROR")
-                await session.set_variable("CALLFLOW_ERROR", "unknown-route")
+                await session.set_variables((("CALLFLOW_STATUS", "ERROR"), ("CALLFLOW_ERROR", "unknown-route")))
         except TimeBoxExpired:
             observe.log.warning("no answer from Asterisk in time for an unknown route")

@@ -25,8 +25,9 @@ class RouteRunner:
     drain cuts (``deadline``), ``fallback`` gets ``grace_s`` to set the safe defaults. A closed
     connection ends the session without a fallback (nobody to tell). An admitted session arriving
     while the loop runs at least half the grace behind is closed without a command (ADR 0017): each
-    command of a fallback waits about that long for its reply, so none of the routes' two to four
-    commands would finish within the grace; Asterisk goes on with the dialplan at once instead.
+    command of a fallback waits about that long for its reply, so a fallback (one EXEC MSet, or two
+    to four SET VARIABLEs where Asterisk lacks MSet, ADR 0070) would hardly finish within the grace;
+    Asterisk goes on with the dialplan at once instead.
     """
 
     def __init__(self, route: Route, grace_s: float, behind_s: Callable[[], float] = _never_behind,

@@ -88,12 +88,38 @@ def _is_secret_key(key: str) -> bool:
     return any(word in key.lower() for word in _SECRET_QUERY_KEYS)
 
 
+#: the URL schemes each client accepts: anything else cannot work, whatever the rest says
+URL_SCHEMES = {"redis_url": ("redis", "rediss", "unix"), "amqp_url": ("amqp", "amqps")}
+
+
+def url_problems(settings: Settings) -> List[str]:
+    """``CALLFLOW_NAME: why`` for each URL setting its client cannot use (scheme, port)."""
+    problems: List[str] = []
+    for field, schemes in URL_SCHEMES.items():
+        url = getattr(settings, field).get_secret_value()
+        name = f"CALLFLOW_{field.upper()}"
+        try:
+            parts = urlsplit(url)
+            parts.port  # raises on a port that is not a number in 0-65535
+        except ValueError as exc:
+            problems.append(f"{name}: {mask_secret(url)} is not a usable URL ({exc})")
+            continue
+        if parts.scheme not in schemes:
+            problems.append(f"{name}: scheme {parts.scheme or '(none)'!r} in {mask_secret(url)} is not one of "
+                            f"{', '.join(schemes)}")
+    return problems
+
+
 def _show(args: argparse.Namespace) -> int:
-    values = effective_values(load_settings())
+    settings = load_settings()
+    values = effective_values(settings)
     if args.json:
         print(json.dumps(values, indent=2))
-        return 0
-    lines: List[str] = ["# callflow settings in effect (environment, .env, defaults); secrets masked"]
-    lines += [f"{name}={value}" for name, value in values.items()]
-    print("\n".join(lines))
-    return 0
+    else:
+        lines: List[str] = ["# callflow settings in effect (environment, .env, defaults); secrets masked"]
+        lines += [f"{name}={value}" for name, value in values.items()]
+        print("\n".join(lines))
+    problems = url_problems(settings)
+    for problem in problems:  # shown after the values: the operator sees what is in effect and what is wrong
+        print(f"callflow config show: {problem}", file=sys.stderr)
+    return 2 if problems else 0

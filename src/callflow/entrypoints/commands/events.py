@@ -1,4 +1,4 @@
-"""``callflow events tail CUSTOMER``: print a customer's events as they are published.
+"""``callflow events tail CUSTOMER`` (or ``--all``): print a customer's events as they are published.
 
 The tail declares its own server-named, exclusive, auto-deleted queue bound to the customer's routing
 key (ADR 0045): it receives a copy of each event and never takes one from ``call.events.{customer}``,
@@ -35,13 +35,15 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                               "call.events.", "events_verb")
     tail = verbs.add_parser(
         "tail", help="print a customer's events as they are published",
-        description="Print each event published for CUSTOMER (routing key call.events.CUSTOMER), one JSON "
-                    "per line, until Ctrl-C, --count or --idle-timeout. Uses its own temporary queue: the "
-                    "customer's durable queue keeps every event. 'invalid' follows call.events.invalid. "
+        description="Print each event published for CUSTOMER (routing key call.events.CUSTOMER), or for "
+                    "every customer with --all, one JSON per line, until Ctrl-C, --count or --idle-timeout. "
+                    "Uses its own temporary queue: the customers' durable queues keep every event. 'invalid' "
+                    "follows call.events.invalid (--all includes it). "
                     "Exit status 1 when it stopped idle before --count events (or none), 3 when RabbitMQ "
                     "cannot be reached or is lost.",
     )
-    tail.add_argument("customer", metavar="CUSTOMER", help="customer id (CUSTOMER_ID of the events)")
+    tail.add_argument("customer", metavar="CUSTOMER", nargs="?", help="customer id (CUSTOMER_ID of the events)")
+    tail.add_argument("--all", action="store_true", help="every customer's events (and the refused ones)")
     tail.add_argument("--count", type=_positive_int, metavar="N", help="stop after N events")
     tail.add_argument("--idle-timeout", type=float, metavar="S", help="stop after S seconds without an event")
     tail.add_argument("--pretty", action="store_true", help="indented JSON")
@@ -55,13 +57,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+#: the binding that receives every customer's events: '#' spans ids with dots ("a.b") too
+ALL_CUSTOMERS = f"{EXCHANGE}.#"
+
+
 def _tail(args: argparse.Namespace) -> int:
-    problem = identifier_problem("CUSTOMER", args.customer)
+    if args.all == (args.customer is not None):
+        print("callflow events tail: give a CUSTOMER or --all (not both)", file=sys.stderr)
+        return 2
+    problem = "" if args.all else identifier_problem("CUSTOMER", args.customer)
     if problem:
         print(f"callflow events tail: {problem}", file=sys.stderr)
         return 2
     urls = load_settings().amqp_urls
-    return asyncio.run(_follow(urls, routing_key_for(args.customer), args.count, args.idle_timeout, args.pretty))
+    routing_key = ALL_CUSTOMERS if args.all else routing_key_for(args.customer)
+    return asyncio.run(_follow(urls, routing_key, args.count, args.idle_timeout, args.pretty))
 
 
 async def _follow(urls: Sequence[str], routing_key: str, count: Optional[int], idle_s: Optional[float],

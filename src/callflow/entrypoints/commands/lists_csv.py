@@ -1,12 +1,17 @@
 """CSV in and out for ``callflow blacklist|vip import|export``.
 
 Import reads the first column of each row; blank rows are skipped; a first row whose first cell has
-letters and no digit is a header. Excel's UTF-8 byte order mark is tolerated. Export writes a
-``number`` header, then one number per row, to a temporary file renamed into place once complete.
+letters and no digit is a header. When that header names a second column ``ttl_s``, its cells are each
+row's TTL in seconds (what an export of the blacklist writes: an import restores each entry's remaining
+time). Columns are separated by ``,``, or by ``;`` or a tab when the first row has more of those than
+commas (spreadsheets in many locales write ``;``). Excel's UTF-8 byte order mark is tolerated. Export
+writes a ``number`` header (and ``ttl_s`` for the blacklist), then one row per number, to a temporary
+file renamed into place once complete.
 """
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import sys
 from contextlib import contextmanager
@@ -14,18 +19,28 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator, Optional, TextIO, Tuple
 
 HEADER = "number"
+TTL_HEADER = "ttl_s"
+_DELIMITERS = ",;\t"
 
 
-def numbers_in(stream: TextIO) -> Iterator[Tuple[int, str]]:
-    """``(line, first cell)`` for every non-blank row, the header row left out."""
-    reader = csv.reader(stream)
+def numbers_in(stream: TextIO) -> Iterator[Tuple[int, str, str]]:
+    """``(line, first cell, TTL cell or "")`` for every non-blank row, the header row left out."""
+    first = stream.readline()
+    reader = csv.reader(itertools.chain([first], stream), delimiter=_delimiter(first))
+    ttl_column = False
     for row in reader:
         cell = row[0].strip() if row else ""
         if not cell:
             continue
         if reader.line_num == 1 and _is_header(cell):
+            ttl_column = len(row) > 1 and row[1].strip().lower() == TTL_HEADER
             continue
-        yield reader.line_num, cell
+        yield reader.line_num, cell, (row[1] if ttl_column and len(row) > 1 else "")
+
+
+def _delimiter(first_line: str) -> str:
+    """``,`` unless the first row has more ``;`` (or tabs) than commas."""
+    return max(_DELIMITERS, key=lambda d: (first_line.count(d), d == ","))
 
 
 def _is_header(cell: str) -> bool:
@@ -65,5 +80,17 @@ def write_numbers(stream: IO[str], numbers: Iterable[str]) -> int:
     count = 0
     for number in numbers:
         writer.writerow([number])
+        count += 1
+    return count
+
+
+def write_numbers_with_ttl(stream: IO[str], rows: Iterable[Tuple[str, Optional[int]]]) -> int:
+    """The header with ``ttl_s`` and one row per (number, seconds left; None: no expiry, written 0 as
+    ``--ttl 0`` means); returns how many rows."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow([HEADER, TTL_HEADER])
+    count = 0
+    for number, ttl in rows:
+        writer.writerow([number, ttl or 0])
         count += 1
     return count

@@ -4,24 +4,43 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
-from typing import Any, AsyncIterator, Awaitable, Callable, List, Tuple
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, FrozenSet, Iterator, List, Optional, Set, Tuple
 
 from callflow.containers import Application
 from callflow.domain.errors import InvalidPhoneNumber
 from callflow.domain.policy import DEGRADED, ERROR
 from callflow.entrypoints.cli import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
-from callflow.entrypoints.commands.lists_csv import numbers_in, opened_for_reading, opened_for_writing, write_numbers
+from callflow.entrypoints.commands.lists_csv import (
+    numbers_in,
+    opened_for_reading,
+    opened_for_writing,
+    write_numbers,
+    write_numbers_with_ttl,
+)
 from callflow.service_layer.phone_list_admin import BLACKLIST, AddReport
 from callflow.service_layer.ports import PhoneListsUnavailable
 
 Verb = Callable[[Application, argparse.Namespace], Awaitable[int]]
 PROGRESS_EVERY = 10000  # numbers between two progress lines of an import
+EXPIRY_PAGE = 1000  # blacklist entries whose expiry an export asks in one round trip
+#: how a list is named in a sentence
+LABELS = {BLACKLIST: "blacklist", "vip": "VIP list"}
+
+
+def label(list_name: str) -> str:
+    return LABELS.get(list_name, list_name)
 
 
 async def add(app: Application, args: argparse.Namespace) -> int:
-    def added(report: AddReport, batch: Tuple[str, ...]) -> None:
+    seen: Set[str] = set()  # a number given twice is "already there" the second time
+
+    def added(report: AddReport, batch: Tuple[str, ...], already: FrozenSet[str]) -> None:
         for number in batch:
-            print(f"{number} added to the {args.list_name}{_lasting(args)}")
+            if number in already or number in seen:
+                print(f"{number} already on the {label(args.list_name)}{_renewed(args)}")
+            else:
+                print(f"{number} added to the {label(args.list_name)}{_lasting(args)}")
+            seen.add(number)
 
     add_numbers = await resolved(app.add_numbers())
     report = await add_numbers.execute(args.list_name, enumerate(args.numbers, 1), _ttl(args), added)
@@ -39,9 +58,10 @@ async def remove(app: Application, args: argparse.Namespace) -> int:
             status = EXIT_USAGE
             continue
         if removed:
-            print(f"{text}: {removed} {'entry' if removed == 1 else 'entries'} removed from the {args.list_name}")
+            print(f"{text}: {removed} {'entry' if removed == 1 else 'entries'} removed from the "
+                  f"{label(args.list_name)}")
         else:
-            print(f"{text}: not on the {args.list_name}", file=sys.stderr)
+            print(f"{text}: not on the {label(args.list_name)}", file=sys.stderr)
             status = max(status, EXIT_NOT_FOUND)
     return status
 
@@ -54,8 +74,8 @@ async def list_numbers(app: Application, args: argparse.Namespace) -> int:
 
 async def check(app: Application, args: argparse.Namespace) -> int:
     result = await (await resolved(app.check_phone())).execute(args.number)
-    if result.status == DEGRADED:
-        raise PhoneListsUnavailable("no answer within the timeout")
+    if result.status == DEGRADED:  # the lookup hides why: ask Redis itself, to say what went wrong
+        raise PhoneListsUnavailable(await _why_unanswered(app))
     if result.status == ERROR:
         print(f"callflow {args.list_name} check: {args.number!r} is not a phone number", file=sys.stderr)
         return EXIT_USAGE
@@ -67,7 +87,7 @@ async def check(app: Application, args: argparse.Namespace) -> int:
 async def import_file(app: Application, args: argparse.Namespace) -> int:
     shown = [0]
 
-    def progress(report: AddReport, batch: Tuple[str, ...]) -> None:
+    def progress(report: AddReport, batch: Tuple[str, ...], already: FrozenSet[str]) -> None:
         done = report.added + len(report.rejected)
         if done - shown[0] >= PROGRESS_EVERY:
             shown[0] = done
@@ -82,16 +102,21 @@ async def import_file(app: Application, args: argparse.Namespace) -> int:
         print(f"callflow {args.list_name} import: cannot read {args.file}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     status = _refusals(args, "import", report, "line")
-    print(f"callflow {args.list_name} import: {report.added} added{_lasting(args)}, "
+    renewed = f" ({report.already} of them already listed, renewed)" if report.already else ""
+    print(f"callflow {args.list_name} import: {report.added} added{_lasting(args)}{renewed}, "
           f"{len(report.rejected)} refused", file=sys.stderr)
     return status
 
 
 async def export_file(app: Application, args: argparse.Namespace) -> int:
     numbers = await _sorted_members(app, args.list_name)
+    expiries = await _expiries(app, numbers) if args.list_name == BLACKLIST else None
     try:
         with opened_for_writing(args.file) as stream:
-            count = write_numbers(stream, numbers)
+            if expiries is None:
+                count = write_numbers(stream, numbers)
+            else:  # each entry's remaining time: an import of this file restores it
+                count = write_numbers_with_ttl(stream, ((n, expiries[n]) for n in numbers if n in expiries))
     except OSError as exc:
         print(f"callflow {args.list_name} export: cannot write {args.file}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -103,6 +128,28 @@ async def export_file(app: Application, args: argparse.Namespace) -> int:
 async def resolved(provided: Any) -> Any:
     """A provider's product: on real adapters dependency-injector hands it out as an awaitable."""
     return await provided if inspect.isawaitable(provided) else provided
+
+
+async def _expiries(app: Application, numbers: List[str]) -> Dict[str, Optional[int]]:
+    lists = await resolved(app.adapters.phone_lists())
+    expiries: Dict[str, Optional[int]] = {}
+    for page in _pages(numbers, EXPIRY_PAGE):
+        expiries.update(await lists.blacklist_expiries(page))  # an entry gone meanwhile is left out
+    return expiries
+
+
+def _pages(items: List[str], size: int) -> Iterator[List[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+async def _why_unanswered(app: Application) -> str:
+    client = await resolved(app.adapters.redis_client())
+    try:
+        await client.ping()
+    except Exception as exc:  # whatever the client raises is the reason to report
+        return f"{type(exc).__name__}: {exc}"
+    return "no answer within the timeout"
 
 
 async def _sorted_members(app: Application, list_name: str) -> List[str]:
@@ -124,7 +171,22 @@ def _ttl(args: argparse.Namespace) -> int:
 def _lasting(args: argparse.Namespace) -> str:
     if args.list_name != BLACKLIST:
         return ""
-    return f" for {args.ttl} s" if args.ttl else " until removed"
+    return f" for {_duration(args.ttl)}" if args.ttl else " until removed"
+
+
+def _renewed(args: argparse.Namespace) -> str:
+    if args.list_name != BLACKLIST:
+        return ""
+    return f": it now expires in {_duration(args.ttl)}" if args.ttl else ": it no longer expires"
+
+
+def _duration(seconds: int) -> str:
+    """``86400`` → ``24 h (86400 s)``: the blacklist's default TTL in words an operator reads at once."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds // 3600} h ({seconds} s)"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds // 60} min ({seconds} s)"
+    return f"{seconds} s"
 
 
 def _yes(flag: bool) -> str:

@@ -1,7 +1,7 @@
 """``callflow serve``: the FastAGI server with its routes, metrics and health, until SIGTERM.
 
 SIGTERM or SIGINT: stop accepting, let sessions in flight finish (``drain_timeout_s``), close the
-rest, shut the clients down, exit 0. Runs on uvloop when it is installed (extra ``fast``).
+rest, shut the clients down, exit 0. Runs on uvloop when it is installed (a default dependency on CPython off Windows, ADR 0071).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from callflow.entrypoints.agi.routes import build_routes
 from callflow.entrypoints.agi.server import AgiServer
 from callflow.entrypoints.cli import command_help
 from callflow.entrypoints.commands.config import load_settings
-from callflow.entrypoints.http import OpsHttpServer, ReadinessCheck, broker_check, redis_check
+from callflow.entrypoints.http import OpsHttpServer, ReadinessCheck, broker_check, outbox_check, redis_check
 from callflow.logging import configure_logging, flush_logs, get_logger
 
 _log = get_logger("callflow.serve")
@@ -50,7 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _configure_logging(settings: Settings) -> None:
     try:
         configure_logging(settings.log_level, log_file=settings.log_path, fmt=settings.log_format,
-                          batch_s=LOG_BATCH_S)
+                          batch_s=LOG_BATCH_S, max_bytes=settings.log_max_bytes, backups=settings.log_backups)
     except OSError as error:  # an unwritable log directory must not keep calls from being served
         configure_logging(settings.log_level, log_file=None, fmt=settings.log_format, batch_s=LOG_BATCH_S)
         _log.warning("log file unusable, logging to the console only", path=str(settings.log_path), error=str(error))
@@ -74,6 +74,10 @@ async def serve(settings: Settings, stop: Optional[asyncio.Event] = None) -> int
     app = build_application(settings)
     await _maybe_await(app.init_resources())
     try:
+        unusable = (await _resolved(app.adapters.outbox())).problem
+        if unusable is not None:  # it could take no event: let calls go to an instance that can (ADR 0090)
+            _log.error("cannot serve: the outbox is unusable", reason=unusable)
+            return 1
         agi = AgiServer(settings, await build_routes(app, settings))
         try:
             host, port = await agi.start()
@@ -113,10 +117,12 @@ async def start_ops_http(settings: Settings, app: Any, agi: AgiServer) -> Option
 
 
 async def readiness_checks(app: Any) -> Dict[str, ReadinessCheck]:
-    """What /readyz asks: Redis answers PING, the event publisher is connected (names in the JSON report)."""
+    """What /readyz asks: Redis answers PING, the event publisher is connected, the outbox takes events
+    (names in the JSON report)."""
     return {
         "redis": redis_check(await app.adapters.redis_client()),
         "rabbitmq": broker_check(await app.adapters.event_publisher()),
+        "outbox": outbox_check(await _resolved(app.adapters.outbox())),
     }
 
 
@@ -150,3 +156,8 @@ def _signalled(stop: asyncio.Event, signum: int) -> Callable[[], None]:
 async def _maybe_await(result: Any) -> None:
     if inspect.isawaitable(result):
         await result
+
+
+async def _resolved(provided: Any) -> Any:
+    """A provider's object, whether the provider is a Resource (awaitable) or a Singleton."""
+    return await provided if inspect.isawaitable(provided) else provided

@@ -8,10 +8,10 @@ import sys
 from typing import Dict, List, Optional
 
 from callflow.config import Settings
-from callflow.containers import build_application
-from callflow.domain.identifiers import identifier_problem
+from callflow.containers import build_admin_application
+from callflow.domain.identifiers import customer_id_problem, identifier_problem
 from callflow.entrypoints.cli import command_help
-from callflow.entrypoints.commands.config import load_settings
+from callflow.entrypoints.commands.config import load_settings, mask_secret
 from callflow.service_layer.ports import CallStats, CallStatsUnavailable
 
 # no caller waits on an operator's command: give Redis more time than a live call gets
@@ -32,7 +32,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    problem = identifier_problem("CUSTOMER", args.customer)
+    problem = customer_id_problem("CUSTOMER", args.customer)
     if not problem and args.status is not None:
         problem = identifier_problem("STATUS", args.status)
     if problem:
@@ -43,14 +43,15 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    app = build_application(settings)
+    app = build_admin_application(settings)
     try:
         stats: CallStats = await app.adapters.call_stats()
         if args.status is None:
             return await _per_status(stats, args.customer, args.json)
         return await _calls(stats, args.customer, args.status, args.json)
     except CallStatsUnavailable as exc:
-        print(f"callflow stats: Redis cannot be reached: {exc}", file=sys.stderr)
+        url = mask_secret(settings.redis_url.get_secret_value())
+        print(f"callflow stats: Redis cannot be reached at {url}: {exc}", file=sys.stderr)
         return 3
     finally:
         closing = app.shutdown_resources()  # a coroutine once an async resource (the client) was opened
@@ -83,9 +84,21 @@ async def _calls(stats: CallStats, customer: str, status: str, as_json: bool) ->
     elif calls:
         print("\n".join(calls))
     if not calls:
-        print(f"callflow stats: no {status} calls recorded for customer {customer}", file=sys.stderr)
+        print(f"callflow stats: no {status} calls recorded for customer {customer}{await _hint(stats, customer, status)}",
+              file=sys.stderr)
         return 1
     return 0
+
+
+async def _hint(stats: CallStats, customer: str, status: str) -> str:
+    """What the operator may have meant: statuses are stored as the dialplan wrote them (case counts)."""
+    recorded = sorted(await stats.counts(customer))
+    if not recorded:
+        return ""
+    near = [s for s in recorded if s.lower() == status.lower()]
+    if near:
+        return f" (statuses are case-sensitive: did you mean {near[0]}?)"
+    return f" (statuses recorded: {', '.join(recorded)})"
 
 
 def _seconds(value: Optional[float]) -> Optional[int]:
