@@ -108,7 +108,7 @@ class RabbitCluster:
     def kill(self, node: str) -> None:
         """``kill -9`` the node's Erlang VM: no goodbye to clients or peers."""
         target = self.node(node)
-        assert target.pid is not None
+        assert target.pid is not None and _runs(target), f"{target.node} is not running"
         os.kill(target.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while _port_open(target.amqp_port) and time.monotonic() < deadline:
@@ -119,12 +119,12 @@ class RabbitCluster:
         """SIGSTOP: the node keeps its sockets open and answers nothing, as a lost host or a
         partition looks to a client (no RST, no FIN); ``thaw`` resumes it."""
         target = self.node(node)
-        assert target.pid is not None
+        assert target.pid is not None and _runs(target), f"{target.node} is not running"
         os.kill(target.pid, signal.SIGSTOP)
 
     def thaw(self, node: str) -> None:
         target = self.node(node)
-        if target.pid is not None:
+        if target.pid is not None and _runs(target):
             os.kill(target.pid, signal.SIGCONT)
 
     def restart(self, node: str) -> None:
@@ -142,11 +142,8 @@ class RabbitCluster:
             try:
                 self.ctl(node.node, "stop", timeout=60)
             except (subprocess.SubprocessError, OSError):
-                pass
-            try:
-                os.kill(node.pid, signal.SIGKILL)  # gone already after a clean stop
-            except ProcessLookupError:
-                pass
+                if _runs(node):  # it did not stop cleanly: its VM, checked by name, goes
+                    os.kill(node.pid, signal.SIGKILL)
             node.pid = None
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -182,6 +179,16 @@ class RabbitCluster:
 
     def _await_startup(self, node: ClusterNode) -> None:
         self.ctl(node.node, "await_startup", "--timeout", "120", timeout=150)
+
+
+def _runs(node: ClusterNode) -> bool:
+    """The pid is still this node's Erlang VM (not a process that took the number since): its
+    environment names the node, as ``rabbitmq-server`` passed it down."""
+    try:
+        with open(f"/proc/{node.pid}/environ", "rb") as environ:
+            return f"RABBITMQ_NODENAME={node.node}".encode() in environ.read().split(b"\0")
+    except OSError:
+        return False
 
 
 def _run(command: List[str], timeout: float) -> str:

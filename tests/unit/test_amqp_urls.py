@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from callflow.amqp_urls import node_address, parse_amqp_urls, shown, with_heartbeat
 from callflow.config import Settings
-from callflow.entrypoints.commands.config import effective_values, mask_secret
+from callflow.entrypoints.commands.config import effective_values, mask_secret, url_problems
 
 
 def test_one_url_is_a_list_of_one() -> None:
@@ -111,3 +111,9 @@ def test_config_show_masks_every_password_of_the_list(make_settings: Callable[..
 )
 def test_heartbeat_is_asked_for_unless_the_url_names_one(url: str, expected: str) -> None:
     assert with_heartbeat(url) == expected
+
+
+def test_config_show_finds_no_problem_in_a_list_of_urls(make_settings: Callable[..., Settings]) -> None:
+    """Each URL of the list is checked on its own (a port followed by a comma is not a bad port)."""
+    settings = make_settings(amqp_url="amqp://u:p@h1:5672,amqp://u:p@h2:5672,amqps://u:p@h3")
+    assert url_problems(settings) == []
