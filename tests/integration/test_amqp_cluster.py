@@ -91,6 +91,15 @@ async def first_confirm_after(served: ServeProcess, killed_at: float, timeout_s:
     raise AssertionError("publishing did not resume after the kill")
 
 
+async def logged(served: ServeProcess, event: str, timeout_s: float) -> dict:
+    """The first log line ``event`` of the server (it connects in the background, after it is ready)."""
+    deadline = time.monotonic() + timeout_s
+    while not served.events(event):
+        assert time.monotonic() < deadline, f"no {event!r} in the log: {served.log[-10:]}"
+        await asyncio.sleep(0.05)
+    return served.events(event)[0]
+
+
 async def wait_drained(outbox: Path, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while read_status(outbox, time.time()).depth:
@@ -130,7 +139,8 @@ async def run_with_a_kill(tmp_path: Path, cluster: RabbitCluster, queue_node: Cl
     callers = EventCallers(customer, parallel=8)
     survivor = None
     try:
-        connected = cluster.node_on_port(int(served.events("broker connected")[0]["node"].rsplit(":", 1)[1]))
+        first = await logged(served, "broker connected", 30.0)
+        connected = cluster.node_on_port(int(first["node"].rsplit(":", 1)[1]))
         leader = await off_loop(cluster.leader_of, queue, connected.node)
         target = connected if victim == "connected" else cluster.node(leader)
         if victim == "connected":
