@@ -18,6 +18,7 @@ from tests.conftest import AMQP_URL
 from tests.integration.test_cli_events import finish, publish, start_tail, wait_following
 from tests.support.broker import take_all
 from tests.support.redis_process import free_port
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +76,40 @@ async def test_events_tail_names_each_unreachable_node_without_passwords(tmp_pat
     assert code == 3
     assert "cannot be reached" in err and "hidden" not in err
     assert err.count("127.0.0.1:") >= 4, err  # both URLs (masked) and each node's own error
+
+
+async def test_after_a_loss_the_next_node_is_tried_first_and_the_lost_one_last() -> None:
+    """Two 'nodes' (forwarders to the default broker): the one in use is cut, the publisher goes
+    to the other at once; that one cut, it comes back to the first. Publishing works on each."""
+    first, second = TcpProxy(5672), TcpProxy(5672)
+    await first.start()
+    await second.start()
+    queue = f"call.events.nodes-{uuid.uuid4().hex[:10]}"
+    urls = [f"amqp://guest:guest@127.0.0.1:{proxy.port}/" for proxy in (first, second)]
+    publisher = RabbitMQPublisher(",".join(urls), confirm_timeout_s=5.0, reconnect_interval_s=0.2)
+    await publisher.start()
+    sent = [EventEnvelope.of(queue, b'{"n": %d}' % n) for n in range(3)]
+    try:
+        assert await publisher.wait_connected(10.0)
+        assert publisher.node == f"127.0.0.1:{first.port}"
+        await publisher.publish(sent[0])
+        first.cut()
+        await _wait_node(publisher, f"127.0.0.1:{second.port}")
+        await publisher.publish(sent[1])
+        assert first.accepted == 1, "the node just lost was tried before the next one"
+        second.cut()
+        await _wait_node(publisher, f"127.0.0.1:{first.port}")
+        await publisher.publish(sent[2])
+    finally:
+        await publisher.close()
+        await first.close()
+        await second.close()
+    assert [m for m, _ in await take_all(AMQP_URL, queue)] == [e.message_id for e in sent]
+
+
+async def _wait_node(publisher: RabbitMQPublisher, node: str) -> None:
+    for _ in range(250):
+        if publisher.is_connected() and publisher.node == node:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not reconnected to {node}: {publisher.node}")
