@@ -83,8 +83,8 @@ AMQP_CONNECTIONS = Counter(
 )
 AMQP_QUEUE_REFUSED = Gauge(
     "callflow_amqp_queue_refused",
-    "1 while RabbitMQ refuses to declare this queue as configured (e.g. it exists with another type: "
-    "CALLFLOW_AMQP_QUEUE_TYPE); its events wait in the outbox",
+    "1 while RabbitMQ refuses to declare this queue (it exists with another type than "
+    "CALLFLOW_AMQP_QUEUE_TYPE or other arguments, or its node is down); its events wait in the outbox",
     ["queue"],
     registry=REGISTRY,
 )

@@ -227,3 +227,44 @@ async def test_a_frozen_connected_node_is_left_after_missed_heartbeats(
     assert figures["not_ok"] == 0, "a call was not answered OK"
     assert figures["acknowledged"] > 0
     assert figures["resumed_publishing_s"] < 20.0
+
+
+async def test_a_classic_queue_on_a_lost_node_holds_its_events_until_the_node_is_back(
+    tmp_path: Path, cluster: RabbitCluster, nodes: List[ClusterNode]
+) -> None:
+    """CALLFLOW_AMQP_QUEUE_TYPE=classic on a cluster: the customer's queue lives on one node, which
+    is killed (callflow connected elsewhere). Its publishes come back unroutable, declaring it is
+    refused (NOT_FOUND, home node down): the events wait in the outbox (metric set) and every call is
+    still answered OK; once the node is back, all of them are delivered."""
+    customer = f"ha-classic-{uuid.uuid4().hex[:8]}"
+    queue = f"call.events.{customer}"
+    async with await aio_pika.connect(nodes[2].url) as connection:  # its home: the third node
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, durable=True)
+        exchange = await channel.declare_exchange("call.events", aio_pika.ExchangeType.TOPIC, durable=True)
+        await declared.bind(exchange, routing_key=queue)
+    served = await start_serve(tmp_path, amqp_url=",".join(cluster.urls), amqp_reconnect_interval_s="0.2")
+    callers = EventCallers(customer, parallel=4)
+    outbox = tmp_path / "data" / "outbox.sqlite3"
+    try:
+        await logged(served, "broker connected", 30.0)
+        callers.start(served.agi_port)
+        await asyncio.sleep(1.5)
+        await off_loop(cluster.kill, nodes[2].node)
+        await asyncio.sleep(3.0)
+        await callers.stop()
+        samples = await metric_samples(served.http_port)
+        held = read_status(outbox, time.time()).depth
+        refused = sample(samples, "callflow_amqp_queue_refused", queue=queue)
+        await off_loop(cluster.restart, nodes[2].node)
+        await wait_drained(outbox, 60.0)
+    finally:
+        await callers.stop()
+        await served.stop()
+    messages = await take_all(nodes[0].url, queue)
+    await forget_stats(REDIS_URL, customer)
+    figures = tally(messages, callers)
+    print(f"\nrabbitmq cluster fault: {json.dumps(dict(figures, fault='classic queue home node killed', held=held))}")
+    assert held > 0 and refused == 1
+    assert figures["not_ok"] == 0
+    assert served.events("RabbitMQ refuses to declare the queue; its events wait in the outbox")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
@@ -59,7 +59,7 @@ class RabbitMQPublisher:
         self._exchange: Optional[AbstractExchange] = None
         self._lost: Optional[asyncio.Event] = None  # set when this connection or its channel goes away
         self._queues: Dict[str, "asyncio.Future[None]"] = {}
-        self._refused: Dict[str, float] = {}  # queue -> when to try declaring it again (monotonic)
+        self._refused: Dict[str, Tuple[float, str]] = {}  # queue -> (when to declare it again, reason)
         self._refusals: Dict[str, int] = {}  # queue -> refusals in a row (to log some, not all)
         self._connector: Optional["asyncio.Task[None]"] = None
         self.node: Optional[str] = None  # host:port of the node connected to
@@ -89,9 +89,9 @@ class RabbitMQPublisher:
     async def publish(self, envelope: EventEnvelope) -> None:
         if not self.is_connected():
             raise self._failed("connection", "broker not connected")
-        retry_at = self._refused.get(envelope.queue)
-        if retry_at is not None and time.monotonic() < retry_at:
-            raise self._failed("queue_refused", f"RabbitMQ refused to declare {envelope.queue} as configured")
+        refused = self._refused.get(envelope.queue)
+        if refused is not None and time.monotonic() < refused[0]:
+            raise self._failed(refused[1], f"RabbitMQ refused to declare {envelope.queue}; tried again soon")
         started = time.perf_counter()
         lost = self._lost
         try:
@@ -179,17 +179,22 @@ class RabbitMQPublisher:
                 _log.info("queue declared as configured; its events flow again", queue=name,
                           queue_type=self._queue_type)
         elif not done.cancelled() and isinstance(done.exception(), ChannelPreconditionFailed):
-            self._refuse(name, str(done.exception()))
+            self._refuse(name, "queue_refused", str(done.exception()))
+        elif not done.cancelled() and isinstance(done.exception(), ChannelNotFoundEntity):
+            self._refuse(name, "queue_unavailable", str(done.exception()))
 
-    def _refuse(self, name: str, reply: str) -> None:
-        """RabbitMQ refused the declaration (PRECONDITION_FAILED): the queue exists with other
-        arguments. Publishes to it fail at once (events stay in the outbox) until the next try."""
-        self._refused[name] = time.monotonic() + self._refused_retry_s
+    def _refuse(self, name: str, reason: str, reply: str) -> None:
+        """RabbitMQ refused the declaration: PRECONDITION_FAILED (the queue exists with another type
+        or other arguments) or NOT_FOUND (a classic queue whose node is down). Publishes to it fail
+        at once, without a declaration each (events stay in the outbox), until the next try."""
+        self._refused[name] = (time.monotonic() + self._refused_retry_s, reason)
         metrics.AMQP_QUEUE_REFUSED.labels(queue=name).set(1)
         refusals = self._refusals[name] = self._refusals.get(name, 0) + 1
         if refusals % _REFUSED_LOG_EVERY != 1:
             return
-        if "x-queue-type" in reply:
+        if reason == "queue_unavailable":
+            fix = "the queue's node is down (a classic queue lives on one node): bring it back; on a cluster use quorum queues"
+        elif "x-queue-type" in reply:
             fix = (f"the queue exists with another type than CALLFLOW_AMQP_QUEUE_TYPE={self._queue_type}: set the "
                    "setting to the queue's type, or let its consumers empty it and delete it (callflow then "
                    "declares it as configured); see docs/ha/rabbitmq.md")
@@ -241,8 +246,8 @@ class RabbitMQPublisher:
         if self._queue_type != "quorum":
             # a classic queue lives on one node: declaring it again on the new connection finds out
             # whether that node is gone (refused, the event stays in the outbox). Quorum queues
-            # outlive a minority of nodes; declaring one takes a cluster-wide lock that waits,
-            # up to the cluster's net_ticktime (60 s), for a node that stopped answering (ADR 0106)
+            # outlive a minority of nodes, and declaring one again can wait, up to the cluster's
+            # net_ticktime (60 s), for a node that stopped answering (ADR 0106)
             self._queues.clear()
         self._lost = lost
         self._connection, self._channel, self._exchange = connection, channel, exchange
