@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from callflow.amqp_urls import parse_amqp_urls
+
 IpNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
@@ -74,7 +76,15 @@ class Settings(BaseSettings):
     )
 
     # --- RabbitMQ and the outbox ------------------------------------------------------------------
-    amqp_url: SecretStr = Field(SecretStr("amqp://guest:guest@127.0.0.1:5672/"), description="RabbitMQ URL.")
+    amqp_url: SecretStr = Field(
+        SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
+        description="RabbitMQ URL, or the URLs of a cluster's nodes separated by commas: tried in order on "
+                    "connect and on every reconnect.",
+    )
+    amqp_queue_type: str = Field(
+        "classic", pattern="^(classic|quorum)$",
+        description="Type of the per-customer queues callflow declares: classic, or quorum (replicated; for a cluster).",
+    )
     publish_timeout_ms: int = Field(
         0, ge=0, description="How long an event session waits for the broker's confirm before leaving it to the outbox (0: answer once stored)."
     )
@@ -148,6 +158,12 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown log level {value!r}")
         return value
 
+    @field_validator("amqp_url")
+    @classmethod
+    def _valid_amqp_urls(cls, value: SecretStr) -> SecretStr:
+        parse_amqp_urls(value.get_secret_value())
+        return value
+
     @field_validator("allowed_networks")
     @classmethod
     def _valid_networks(cls, value: str) -> str:
@@ -213,6 +229,11 @@ class Settings(BaseSettings):
     @property
     def terminal_status_set(self) -> frozenset:
         return frozenset(s.strip().lower() for s in self.terminal_statuses.split(",") if s.strip())
+
+    @property
+    def amqp_urls(self) -> Tuple[str, ...]:
+        """The broker URLs of ``amqp_url``, in the order they are tried."""
+        return parse_amqp_urls(self.amqp_url.get_secret_value())
 
     @property
     def outbox_file(self) -> Path:

@@ -87,9 +87,10 @@ class RealAdapters(containers.DeclarativeContainer):
     )
     event_publisher = providers.Resource(
         rabbitmq_publisher_resource,
-        url=settings.provided.amqp_url.get_secret_value.call(),
+        urls=settings.provided.amqp_urls,
         confirm_timeout_s=_seconds(settings.provided.publish_confirm_timeout_ms),
         reconnect_interval_s=settings.provided.amqp_reconnect_interval_s,
+        queue_type=settings.provided.amqp_queue_type,
     )
     outbox_relay = _outbox_relay(settings, outbox, event_publisher)
     event_delivery = providers.Singleton(OutboxEventDelivery, outbox=outbox, relay=outbox_relay, clock=clock)

@@ -69,6 +69,27 @@ OUTBOX_USABLE = Gauge(
     registry=REGISTRY,
 )
 
+# --- RabbitMQ nodes and queue types (ADR 0105, 0106) ---------------------------------------------
+AMQP_NODE_CONNECTED = Gauge(
+    "callflow_amqp_node_connected",
+    "1 for the broker node (host:port of CALLFLOW_AMQP_URL) the publisher is connected to, 0 for the others",
+    ["node"],
+    registry=REGISTRY,
+)
+AMQP_CONNECTIONS = Counter(
+    "callflow_amqp_connections_total",
+    "Connections the publisher opened, per node (more than one: reconnections, e.g. after a node loss)",
+    ["node"],
+    registry=REGISTRY,
+)
+AMQP_QUEUE_REFUSED = Gauge(
+    "callflow_amqp_queue_refused",
+    "1 while RabbitMQ refuses to declare this queue (it exists with another type than "
+    "CALLFLOW_AMQP_QUEUE_TYPE or other arguments, or its node is down); its events wait in the outbox",
+    ["queue"],
+    registry=REGISTRY,
+)
+
 # --- event route ------------------------------------------------------------------------------
 EVENT_VALUE_READS = Counter(
     "callflow_event_value_reads_total",

@@ -6,7 +6,7 @@ then stops; then the publisher and the outbox close.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Tuple
 
 from callflow.adapters.rabbitmq_publisher import RabbitMQPublisher
 from callflow.adapters.sqlite_outbox import SQLiteOutbox
@@ -28,10 +28,11 @@ async def sqlite_outbox_resource(path: Path, clock: Clock, synchronous: str) -> 
 
 
 async def rabbitmq_publisher_resource(
-    url: str, confirm_timeout_s: float, reconnect_interval_s: float
+    urls: Tuple[str, ...], confirm_timeout_s: float, reconnect_interval_s: float, queue_type: str = "classic"
 ) -> AsyncIterator[RabbitMQPublisher]:
-    """Connects in the background: start-up never waits for RabbitMQ."""
-    publisher = RabbitMQPublisher(url, confirm_timeout_s=confirm_timeout_s, reconnect_interval_s=reconnect_interval_s)
+    """Connects in the background (to the first of ``urls`` that answers): start-up never waits for RabbitMQ."""
+    publisher = RabbitMQPublisher(urls, confirm_timeout_s=confirm_timeout_s, reconnect_interval_s=reconnect_interval_s,
+                                  queue_type=queue_type)
     await publisher.start()
     try:
         yield publisher

@@ -172,7 +172,8 @@ class Outbox(Protocol):
 
 
 class PublishFailed(Exception):
-    """The broker did not confirm a message: ``reason`` is nack, returned, timeout or connection."""
+    """The broker did not confirm a message: ``reason`` is nack, returned, timeout, connection,
+    queue_refused (its queue exists with other arguments) or queue_unavailable (its queue's node is down)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)

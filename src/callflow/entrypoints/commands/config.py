@@ -69,7 +69,10 @@ def effective_values(settings: Settings) -> Dict[str, str]:
 
 
 def mask_secret(value: str) -> str:
-    """A URL keeps its scheme, user, host and path with the password masked; anything else is masked whole."""
+    """A URL keeps its scheme, user, host and path with the password masked; anything else is masked whole.
+    A comma-separated list of URLs (a broker cluster's nodes) is masked URL by URL."""
+    if value.count("://") > 1:
+        return ",".join(mask_secret(part.strip()) for part in value.split(","))
     try:
         parts = urlsplit(value)
         port = parts.port  # raises on a malformed port
@@ -101,17 +104,19 @@ def url_problems(settings: Settings) -> List[str]:
     """``CALLFLOW_NAME: why`` for each URL setting its client cannot use (scheme, port)."""
     problems: List[str] = []
     for field, schemes in URL_SCHEMES.items():
-        url = getattr(settings, field).get_secret_value()
         name = f"CALLFLOW_{field.upper()}"
-        try:
-            parts = urlsplit(url)
-            parts.port  # raises on a port that is not a number in 0-65535
-        except ValueError as exc:
-            problems.append(f"{name}: {mask_secret(url)} is not a usable URL ({exc})")
-            continue
-        if parts.scheme not in schemes:
-            problems.append(f"{name}: scheme {parts.scheme or '(none)'!r} in {mask_secret(url)} is not one of "
-                            f"{', '.join(schemes)}")
+        # CALLFLOW_AMQP_URL may list a cluster's nodes, separated by commas (ADR 0105): each is one URL
+        urls = settings.amqp_urls if field == "amqp_url" else (getattr(settings, field).get_secret_value(),)
+        for url in urls:
+            try:
+                parts = urlsplit(url)
+                parts.port  # raises on a port that is not a number in 0-65535
+            except ValueError as exc:
+                problems.append(f"{name}: {mask_secret(url)} is not a usable URL ({exc})")
+                continue
+            if parts.scheme not in schemes:
+                problems.append(f"{name}: scheme {parts.scheme or '(none)'!r} in {mask_secret(url)} is not one of "
+                                f"{', '.join(schemes)}")
     return problems
 
 

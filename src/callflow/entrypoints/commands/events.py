@@ -12,12 +12,12 @@ import asyncio
 import json
 import logging
 import sys
-from typing import Optional
+from typing import Optional, Sequence
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import AMQPError
 
+from callflow.adapters.rabbitmq_nodes import NoBrokerReachable, connect_first
 from callflow.adapters.rabbitmq_topology import declare_exchange
 from callflow.domain.envelope import EXCHANGE, routing_key_for
 from callflow.domain.identifiers import identifier_problem
@@ -69,17 +69,18 @@ def _tail(args: argparse.Namespace) -> int:
     if problem:
         print(f"callflow events tail: {problem}", file=sys.stderr)
         return 2
-    url = load_settings().amqp_url.get_secret_value()
+    urls = load_settings().amqp_urls
     routing_key = ALL_CUSTOMERS if args.all else routing_key_for(args.customer)
-    return asyncio.run(_follow(url, routing_key, args.count, args.idle_timeout, args.pretty))
+    return asyncio.run(_follow(urls, routing_key, args.count, args.idle_timeout, args.pretty))
 
 
-async def _follow(url: str, routing_key: str, count: Optional[int], idle_s: Optional[float], pretty: bool) -> int:
+async def _follow(urls: Sequence[str], routing_key: str, count: Optional[int], idle_s: Optional[float],
+                  pretty: bool) -> int:
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)  # its connect errors are reported below, once
-    try:
-        connection = await asyncio.wait_for(aio_pika.connect(url), _CONNECT_TIMEOUT_S)
-    except (AMQPError, OSError, asyncio.TimeoutError) as exc:
-        failed = unreachable(f"RabbitMQ at {mask_secret(url)}", exc)
+    try:  # a cluster's nodes in order, as the server does (ADR 0105)
+        connection, _, _ = await connect_first(urls, _CONNECT_TIMEOUT_S)
+    except (NoBrokerReachable, AMQPError, OSError, asyncio.TimeoutError) as exc:
+        failed = unreachable("RabbitMQ at " + ", ".join(mask_secret(url) for url in urls), exc)
         print(f"callflow events tail: {failed}", file=sys.stderr)
         return failed.code
     inbox: "asyncio.Queue[object]" = asyncio.Queue()
