@@ -12,6 +12,8 @@ from typing import List, Optional, Tuple, Union
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from callflow.redis_url import parse_redis_url
+
 IpNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
@@ -115,6 +117,12 @@ class Settings(BaseSettings):
         value = value.upper()
         if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError(f"unknown log level {value!r}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis_form(cls, value: SecretStr) -> SecretStr:
+        parse_redis_url(value.get_secret_value())  # one node, Sentinel or Cluster (SPEC §4); ValueError names the problem
         return value
 
     @field_validator("allowed_networks")

@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Tuple
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from callflow.adapters.redis_topology import ping as redis_ping
 from callflow.logging import get_logger
 from callflow.metrics import REGISTRY
 
@@ -30,10 +31,10 @@ _log = get_logger("callflow.http")
 
 
 def redis_check(client: Any) -> ReadinessCheck:
-    """Ready when Redis answers PING (``client``: a ``redis.asyncio.Redis``)."""
+    """Ready when Redis answers PING (``client``: the process's client; on a cluster every master)."""
 
     async def check() -> bool:
-        return bool(await client.ping())
+        return await redis_ping(client)
 
     return check
 

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import SecretStr, ValidationError
 
 from callflow.config import Settings
+from callflow.redis_url import mask_redis_url
 from callflow.entrypoints.cli import add_command_group
 
 MASK = "****"
@@ -62,6 +63,9 @@ def effective_values(settings: Settings) -> Dict[str, str]:
 
 def mask_secret(value: str) -> str:
     """A URL keeps its scheme, user, host and path with the password masked; anything else is masked whole."""
+    several_hosts = mask_redis_url(value)  # redis+sentinel:// and redis+cluster:// list several HOST:PORT
+    if several_hosts is not None:
+        return several_hosts
     try:
         parts = urlsplit(value)
         port = parts.port  # raises on a malformed port
