@@ -19,8 +19,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
+import pytest
 import redis
 
 from tests.support.redis_process import free_port
@@ -254,3 +255,26 @@ class RedisClusterGroup:
 
     def close(self) -> None:
         self._nodes.close()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[SentinelGroup]:
+    """A Sentinel group for the whole run, started by the first test that asks (contract tests; a
+    test that kills its master starts a group of its own)."""
+    group = SentinelGroup()
+    group.start()
+    try:
+        yield group
+    finally:
+        group.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterGroup]:
+    """A Redis Cluster for the whole run, started by the first test that asks (see ``redis_sentinel``)."""
+    group = RedisClusterGroup()
+    group.start()
+    try:
+        yield group
+    finally:
+        group.close()
