@@ -210,6 +210,7 @@ class RedisClusterGroup:
                             "--cluster-replicas", "1", "--cluster-yes"], check=True, timeout=timeout_s,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             _wait_for("the cluster did not reach cluster_state:ok on every node", self._all_ok, timeout_s)
+            _wait_for("a replica did not finish its first sync", self._replicas_online, timeout_s)
         except BaseException:
             self.close()
             raise
@@ -221,6 +222,14 @@ class RedisClusterGroup:
                 state = info.get("cluster_state") if isinstance(info, dict) else ("cluster_state:ok" in str(info)) and "ok"
                 if state != "ok":
                     return False
+        return True
+
+    def _replicas_online(self) -> bool:
+        """Every master has its replica connected and synced (a failover needs one)."""
+        for port in self.master_ports():
+            info = _client(port).info("replication")
+            if int(info.get("connected_slaves", 0)) < 1 or info.get("slave0", {}).get("state") != "online":
+                return False
         return True
 
     def client(self) -> "redis.RedisCluster":
