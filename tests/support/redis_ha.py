@@ -31,6 +31,8 @@ MASTER_NAME = "callflow-test"
 DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 3000
 CLUSTER_NODE_TIMEOUT_MS = 1000
+#: a replica's first sync starts at once (Redis 7 waits 5 s for more replicas to share a diskless sync)
+NO_SYNC_DELAY = "repl-diskless-sync-delay 0"
 #: cluster nodes also listen on PORT + 10000 (the cluster bus), so their ports come from a range low
 #: enough for that; ``CALLFLOW_TEST_CLUSTER_PORTS`` moves it (FIRST-LAST)
 CLUSTER_PORTS = (24000, 24499)
@@ -130,8 +132,8 @@ class SentinelGroup:
 
     def start(self, timeout_s: float = 20.0) -> None:
         try:
-            self._nodes.start(self.master_port, [])
-            self._nodes.start(self.replica_port, [f"replicaof 127.0.0.1 {self.master_port}"])
+            self._nodes.start(self.master_port, [NO_SYNC_DELAY])
+            self._nodes.start(self.replica_port, [NO_SYNC_DELAY, f"replicaof 127.0.0.1 {self.master_port}"])
             for port in self.sentinel_ports:
                 self._nodes.start(port, [
                     f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master_port} 2",
@@ -173,12 +175,19 @@ class SentinelGroup:
         return port
 
     def wait_for_promotion(self, old_port: int, timeout_s: float = 30.0) -> float:
-        """Seconds until the sentinels name a master other than ``old_port`` that answers as master."""
+        """Seconds until a sentinel names a master other than ``old_port`` that answers as master (the
+        sentinel that led the failover knows first; the others learn it from its hello messages)."""
         started = time.monotonic()
 
         def promoted() -> bool:
-            port = self.master_address()[1]
-            return port != old_port and _client(port).info("replication")["role"] == "master"
+            for port in self.sentinel_ports:
+                try:
+                    _, master_port = _client(port).sentinel_get_master_addr_by_name(MASTER_NAME)
+                except redis.ConnectionError:
+                    continue
+                if int(master_port) != old_port and _client(int(master_port)).info("replication")["role"] == "master":
+                    return True
+            return False
 
         _wait_for("no replica was promoted", promoted, timeout_s)
         return time.monotonic() - started
@@ -201,7 +210,7 @@ class RedisClusterGroup:
     def start(self, timeout_s: float = 30.0) -> None:
         try:
             for port in self.ports:
-                self._nodes.start(port, ["cluster-enabled yes", f"cluster-config-file nodes-{port}.conf",
+                self._nodes.start(port, [NO_SYNC_DELAY, "cluster-enabled yes", f"cluster-config-file nodes-{port}.conf",
                                          f"cluster-node-timeout {CLUSTER_NODE_TIMEOUT_MS}",
                                          "cluster-replica-validity-factor 0"])
             for port in self.ports:

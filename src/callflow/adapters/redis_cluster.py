@@ -107,6 +107,7 @@ class ClusterPhoneLists(RedisPhoneLists):
 
     async def blacklist_members(self) -> AsyncIterator[str]:
         """Every master in turn, each scanned to its end, one page per round trip."""
+        await self._timed("blacklist_members", self._cluster.initialize(), self._admin_timeout_s)  # the masters
         for node in self._cluster.get_primaries():
             cursor = 0
             while True:
