@@ -10,6 +10,7 @@ Both are torn down completely (processes killed, directories removed); ``kill_ma
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import shutil
@@ -59,6 +60,16 @@ def cluster_ports(count: int) -> List[int]:
     return ports
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux kills it when the test process dies, even by SIGKILL (no
+    redis-server outlives a test run that was killed before its teardown)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _redis_server() -> str:
     binary = shutil.which("redis-server")
     if binary is None:
@@ -98,7 +109,8 @@ class _Nodes:
         config.write_text("\n".join([f"port {port}", "bind 127.0.0.1", f"dir {directory}", 'save ""',
                                      "appendonly no", f"logfile {directory / 'redis.log'}", *lines]) + "\n")
         self.processes[port] = subprocess.Popen([_redis_server(), str(config), *extra], cwd=str(directory),
-                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                                preexec_fn=_die_with_parent)
 
     def kill(self, port: int) -> None:
         """kill -9: no shutdown, no goodbye to the others (as a crashed machine)."""
