@@ -2,51 +2,63 @@
 
 SPEC's braces (``phone:blacklist:{phone}``) are placeholders, not hash tags, so one lookup's keys sit
 in up to six slots on up to every master: no multi-key command and no script may span them. A lookup
-is therefore ``EXISTS`` per blacklist key and ``SISMEMBER phone:vip`` per form, sent as one cluster
-pipeline: redis-py groups the commands by node and writes each node's group at once, so the lookup
-costs one round trip per node it needs, the nodes in parallel (ADR 0101). Callers of the same loop
-tick share one pipeline (as on one node, ADR 0024), so under load a node gets one write per tick.
-MOVED and ASK replies are followed by redis-py's cluster client; a node that stops answering makes
-it reload the slot map, so a promoted replica is used without a restart.
+is therefore ``EXISTS`` per blacklist key and ``SISMEMBER phone:vip`` per form, grouped by master:
+one write and one round trip per master it needs, the masters in parallel (ADR 0102). Callers of the
+same loop tick share those writes (as on one node, ADR 0024), so under load a master gets one write
+per tick. MOVED / ASK replies are followed by redis-py's cluster client; a master that stops
+answering makes it reload the slot map, so a promoted replica is used without a restart.
 """
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, List, Optional, Sequence
+from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Tuple
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError
+from redis.exceptions import AskError, ClusterDownError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MovedError, RedisError, ResponseError, SlotNotCoveredError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import TryAgainError
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from callflow.adapters.redis_batch import CommandBatcher, _Caller, _fail
+from callflow.adapters.redis_batch import Command, CommandBatcher, _Caller, _drop, _fail
 from callflow.adapters.redis_client import as_text
 from callflow.adapters.redis_phone_lists import BLACKLIST_PREFIX, VIP_KEY, RedisPhoneLists, _LISTINGS, _SCAN_BATCH
 from callflow.domain.policy import PhoneListing
 from callflow.service_layer.ports import PhoneListsUnavailable
 
-_LANE = object()  # a cluster pipeline holds one connection per node it writes to; this only counts them
+_LANE = object()  # a batch holds one lane per master it writes to; this only counts the batches
 
 
 class ClusterCommandBatcher(CommandBatcher):
-    """``CommandBatcher`` on a ``RedisCluster``: a batch is one non-transactional cluster pipeline.
+    """``CommandBatcher`` on a ``RedisCluster``: a batch is one write per master it needs.
 
     Same contract as on one node: each caller gets the replies to its own commands (an error reply
     as its ``ResponseError``) or the port's error when its own deadline passes; at most ``max_lanes``
-    pipelines are in flight, later callers wait together for the next one. A pipeline that fails as
-    a whole (a node refused the connection and redis-py's retry after reloading the slot map failed
-    too) fails each of its callers. A script unknown to a node (``NOSCRIPT``: a promoted replica has
-    an empty script cache) is loaded on every master and its commands sent again.
+    batches are in flight, later callers wait together for the next one. Every command here has one
+    key: the batch's commands are grouped by the master of their key's slot in redis-py's slot map,
+    and each group goes, packed with hiredis, over a lane of its own to that master, the masters in
+    parallel (one round trip per master needed). Then redis-py's cluster client takes over where the
+    cluster does: a command answered ``MOVED``, ``ASK``, ``TRYAGAIN`` or ``CLUSTERDOWN`` is sent again
+    through ``RedisCluster.execute_command``, which follows the redirection and updates the slot map;
+    a master that cannot be reached fails only the callers with a command for it, and makes redis-py
+    reload the slot map (``NodesManager.initialize``) before the next batch, so a promoted replica is
+    used as soon as the cluster names it. A script unknown to a master (``NOSCRIPT``: a promoted
+    replica starts with an empty script cache) is loaded on it and its commands sent again.
     """
 
     def __init__(self, client: RedisCluster, max_lanes: int = 1) -> None:
         super().__init__(client, max_lanes)
         self._cluster = client
+        self._node_lanes: Dict[str, Any] = {}  # master name -> its idle lane (a connection of that node)
 
     async def _send(self, lane: Optional[Any], batch: List[_Caller]) -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         give_up = loop.call_at(max(caller.deadline for caller in batch), task.cancel)  # type: ignore[union-attr]
         try:
-            replies = await self._pipeline([c for caller in batch for c in caller.commands])
+            replies = await self._replies_by_master([c for caller in batch for c in caller.commands])
             give_up.cancel()
         except BaseException as failure:  # noqa: BLE001 - a cancelled batch is a timed-out one
             give_up.cancel()
@@ -56,29 +68,81 @@ class ClusterCommandBatcher(CommandBatcher):
         else:
             at = 0
             for caller in batch:
-                if not caller.future.done():
-                    caller.future.set_result(replies[at:at + len(caller.commands)])
+                mine = replies[at:at + len(caller.commands)]
                 at += len(caller.commands)
+                unreachable = next((r for r in mine if isinstance(r, _NODE_FAILURES)), None)
+                if unreachable is not None:
+                    _fail(caller.future, unreachable)
+                elif not caller.future.done():
+                    caller.future.set_result(mine)
         finally:
             self._idle.append(_LANE)
             if self._waiting:
                 self._flush()
 
-    async def _pipeline(self, commands: List[Any]) -> List[Any]:
-        replies = await self._execute(commands)
-        unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if unknown:
-            for sha in {commands[i][1] for i in unknown}:
-                await self._cluster.script_load(self._scripts[sha])  # SCRIPT LOAD goes to every master
-            for i, reply in zip(unknown, await self._execute([commands[i] for i in unknown])):
+    async def _replies_by_master(self, commands: List[Command]) -> List[Any]:
+        cluster = self._cluster
+        await cluster.initialize()  # loads the slot map the first time (and after redis-py dropped it)
+        groups: Dict[str, Tuple[Any, List[int]]] = {}
+        replies: List[Any] = [None] * len(commands)
+        for i, command in enumerate(commands):
+            try:
+                node = cluster.get_node_from_key(_key_of(command))
+            except RedisError as unmapped:  # a slot without a master in the map
+                replies[i] = unmapped
+                continue
+            groups.setdefault(node.name, (node, []))[1].append(i)
+        answers = await asyncio.gather(*(self._on_master(node, [commands[i] for i in at])
+                                         for node, at in groups.values()), return_exceptions=True)
+        lost = False
+        for (node, at), answer in zip(groups.values(), answers):
+            if isinstance(answer, asyncio.CancelledError):
+                raise answer
+            if isinstance(answer, BaseException):
+                lost = True
+                answer = [answer] * len(at)
+            for i, reply in zip(at, answer):
                 replies[i] = reply
+        if lost:  # a master did not answer: the slot map is reloaded before the next batch
+            try:
+                await cluster.nodes_manager.initialize()
+            except (RedisError, OSError):
+                pass  # no node answers at all: the next batch tries again
+        for i, reply in enumerate(replies):
+            if isinstance(reply, _REDIRECTIONS):  # redis-py follows it and updates its slot map
+                try:
+                    replies[i] = await cluster.execute_command(*commands[i])
+                except ResponseError as error:
+                    replies[i] = error
+                except (RedisError, OSError) as error:
+                    replies[i] = error if isinstance(error, _NODE_FAILURES) else RedisConnectionError(str(error))
         return replies
 
-    async def _execute(self, commands: List[Any]) -> List[Any]:
-        pipe = self._cluster.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=False))
+    async def _on_master(self, node: Any, commands: List[Command]) -> List[Any]:
+        """The replies of one master to its commands, over its lane (made on first use, kept)."""
+        lane = self._node_lanes.pop(node.name, None)
+        if lane is None:
+            # no retry inside the connection (the batcher retries a dead reused lane once, at once)
+            lane = node.connection_class(**{**node.connection_kwargs, "retry": Retry(NoBackoff(), 0)})
+            lane.socket_timeout = None  # the batch's timer bounds every read and write instead
+        try:
+            replies = await self._exchange(lane, commands)
+        except BaseException:
+            await _drop(lane)
+            raise
+        self._node_lanes[node.name] = lane
+        return replies
+
+
+#: a master that could not be reached (its callers get the port's error)
+_NODE_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError, SlotNotCoveredError)
+#: the cluster moved a slot or is electing a master: redis-py's client knows what to do
+_REDIRECTIONS = (MovedError, AskError, TryAgainError, ClusterDownError)
+
+
+def _key_of(command: Command) -> Any:
+    """The one key of a batched command: ``EVALSHA sha 1 KEY ...`` or ``NAME KEY ...``."""
+    return command[3] if command[0] in ("EVALSHA", "EVAL") else command[1]
 
 
 class ClusterPhoneLists(RedisPhoneLists):
