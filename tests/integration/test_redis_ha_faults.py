@@ -57,7 +57,9 @@ class CallStream:
 
     port: int
     customer: str = ""
+    http_port: int = 0  # when set, /readyz is polled every 100 ms
     placed: List[Placed] = field(default_factory=list)
+    readiness: List[Tuple[float, int]] = field(default_factory=list)  # (stream time, /readyz status)
     started: float = 0.0
     _running: bool = False
     _tasks: List["asyncio.Future[None]"] = field(default_factory=list)
@@ -67,6 +69,19 @@ class CallStream:
         self._tasks = [asyncio.ensure_future(self._place("checkphone", CALL_INTERVAL_S))]
         if self.customer:
             self._tasks.append(asyncio.ensure_future(self._place("event", EVENT_INTERVAL_S)))
+        if self.http_port:
+            self._tasks.append(asyncio.ensure_future(self._poll_readiness()))
+
+    async def _poll_readiness(self) -> None:
+        while self._running:
+            at = self.now()
+            status, _ = await readiness(self.http_port)
+            self.readiness.append((at, status))
+            await asyncio.sleep(0.1)
+
+    def not_ready(self) -> List[float]:
+        """When /readyz answered 503."""
+        return [at for at, status in self.readiness if status != 200]
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -136,6 +151,10 @@ def report(name: str, stream: CallStream, killed_at: float, promoted_at: float) 
             f"promotion seen {promoted_at - killed_at:.2f} s after the kill, OK again from "
             f"{ok_from - killed_at:.2f} s after the kill ({ok_from - promoted_at:+.2f} s from the promotion), "
             f"slowest answer {max(p.result.duration for p in calls) * 1000:.0f} ms")
+    if stream.readiness:
+        down = stream.not_ready()
+        line += (f"; /readyz 503 from {min(down) - killed_at:+.2f} s to {max(down) - killed_at:+.2f} s"
+                 if down else "; /readyz never 503")
     if stream.customer:
         events = stream.events()
         not_ok = [p for p in events if p.result is None or p.result.status != "OK"]
@@ -165,16 +184,18 @@ def cluster_group() -> Iterator[RedisClusterGroup]:
         group.close()
 
 
-async def test_sentinel_failover_under_checkphone_load(sentinel_group: SentinelGroup, tmp_path) -> None:
-    """kill -9 the master at 50 calls/s: no call late, DEGRADED while there is no master, OK again
-    within a few seconds of the promotion, /readyz ready again, all without a restart."""
+async def test_sentinel_failover_under_checkphone_and_event_load(sentinel_group: SentinelGroup, tmp_path) -> None:
+    """kill -9 the master at 50 calls/s and 20 events/s: no call late, DEGRADED while there is no
+    master, OK again within a few seconds of the promotion, every event OK and those placed after
+    that in their statistics set, /readyz not ready during the outage and ready after, no restart."""
+    customer = f"c-{uuid.uuid4().hex[:10]}"
     with sentinel_group.master() as master:
         master.set(BLACKLIST_KEY, "1", ex=3600)
         assert master.wait(1, 2000) == 1  # the replica has it before the master dies
     served = await start_serve(tmp_path, redis_url=sentinel_group.url)
     try:
         await wait_for_readiness(served.http_port, True, 10)
-        stream = CallStream(served.agi_port)
+        stream = CallStream(served.agi_port, customer=customer, http_port=served.http_port)
         stream.start()
         await asyncio.sleep(1.0)
         loop = asyncio.get_running_loop()
@@ -188,8 +209,9 @@ async def test_sentinel_failover_under_checkphone_load(sentinel_group: SentinelG
         errors = sample(await metric_samples(served.http_port), "callflow_redis_errors_total", op="phone_lookup")
     finally:
         await served.stop()
+        await delete_queue(routing_key_for(customer))
 
-    calls = stream.checkphone()
+    calls, events = stream.checkphone(), stream.events()
     report("sentinel", stream, killed_at, promoted_at)
     assert late(calls, CHECKPHONE_DEADLINE_S) == []
     assert {answer(p.result) for p in calls if p.result} <= {LISTED, DEGRADED}
@@ -199,6 +221,12 @@ async def test_sentinel_failover_under_checkphone_load(sentinel_group: SentinelG
     assert [answer(p.result) for p in calls if p.at >= ok_again_at and p.result] == \
         [LISTED] * len([p for p in calls if p.at >= ok_again_at])
     assert status == 200 and checks
+    assert stream.not_ready() and all(killed_at < at < ok_again_at + 1.0 for at in stream.not_ready())
+    assert late(events, EVENT_DEADLINE_S) == [] and {p.result.status for p in events if p.result} == {"OK"}
+    with sentinel_group.master() as master:
+        recorded = master.smembers(stats_key(customer, "ringing"))
+    written_after = {p.call_id for p in events if p.at >= ok_again_at}
+    assert written_after and written_after <= recorded
 
 
 async def test_cluster_failover_under_checkphone_and_event_load(cluster_group: RedisClusterGroup, tmp_path) -> None:
@@ -217,7 +245,7 @@ async def test_cluster_failover_under_checkphone_and_event_load(cluster_group: R
     served = await start_serve(tmp_path, redis_url=cluster_group.url)
     try:
         await wait_for_readiness(served.http_port, True, 10)
-        stream = CallStream(served.agi_port, customer=customer)
+        stream = CallStream(served.agi_port, customer=customer, http_port=served.http_port)
         stream.start()
         await asyncio.sleep(1.0)
         loop = asyncio.get_running_loop()
@@ -244,3 +272,4 @@ async def test_cluster_failover_under_checkphone_and_event_load(cluster_group: R
     written_after = {p.call_id for p in events if p.at >= ok_again_at}
     assert written_after and written_after <= recorded
     assert ready
+    assert stream.not_ready() and all(killed_at < at < ok_again_at + 1.0 for at in stream.not_ready())

@@ -103,19 +103,23 @@ class ClusterCommandBatcher(CommandBatcher):
                 answer = [answer] * len(at)
             for i, reply in zip(at, answer):
                 replies[i] = reply
-        if lost:  # a master did not answer: the slot map is reloaded before the next batch
+        if lost or any(isinstance(reply, ClusterDownError) for reply in replies):
+            # a master did not answer, or the cluster has none for a slot yet: the slot map is
+            # reloaded now, so the batch after the promotion goes to the new master
             try:
                 await cluster.nodes_manager.initialize()
             except (RedisError, OSError):
                 pass  # no node answers at all: the next batch tries again
-        for i, reply in enumerate(replies):
-            if isinstance(reply, _REDIRECTIONS):  # redis-py follows it and updates its slot map
-                try:
-                    replies[i] = await cluster.execute_command(*commands[i])
-                except ResponseError as error:
-                    replies[i] = error
-                except (RedisError, OSError) as error:
-                    replies[i] = error if isinstance(error, _NODE_FAILURES) else RedisConnectionError(str(error))
+        moved = [i for i, reply in enumerate(replies) if isinstance(reply, _REDIRECTIONS)]
+        if moved:  # redis-py follows each redirection and updates its slot map
+            again = await asyncio.gather(*(cluster.execute_command(*commands[i]) for i in moved),
+                                         return_exceptions=True)
+            for i, reply in zip(moved, again):
+                if isinstance(reply, asyncio.CancelledError):
+                    raise reply
+                if isinstance(reply, BaseException) and not isinstance(reply, (ResponseError,) + _NODE_FAILURES):
+                    reply = RedisConnectionError(f"{type(reply).__name__}: {reply}")
+                replies[i] = reply
         return replies
 
     async def _on_master(self, node: Any, commands: List[Command]) -> List[Any]:
@@ -134,10 +138,12 @@ class ClusterCommandBatcher(CommandBatcher):
         return replies
 
 
-#: a master that could not be reached (its callers get the port's error)
-_NODE_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError, SlotNotCoveredError)
-#: the cluster moved a slot or is electing a master: redis-py's client knows what to do
-_REDIRECTIONS = (MovedError, AskError, TryAgainError, ClusterDownError)
+#: a master that could not be reached, or a slot without one (a failover under way: CLUSTERDOWN, or a
+#: TRYAGAIN while a slot moves): its callers get the port's error at once
+_NODE_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError, SlotNotCoveredError, ClusterDownError,
+                  TryAgainError)
+#: the slot is served elsewhere: redis-py's client follows the redirection
+_REDIRECTIONS = (MovedError, AskError)
 
 
 def _key_of(command: Command) -> Any:
