@@ -28,6 +28,8 @@ from callflow.adapters.redis_phone_lists import BLACKLIST_PREFIX, VIP_KEY, Redis
 from callflow.domain.policy import PhoneListing
 from callflow.service_layer.ports import PhoneListsUnavailable
 
+#: the slot map is reloaded at most this often while masters fail to answer
+SLOT_MAP_RELOAD_S = 0.1
 _LANE = object()  # a batch holds one lane per master it writes to; this only counts the batches
 
 
@@ -52,6 +54,8 @@ class ClusterCommandBatcher(CommandBatcher):
         super().__init__(client, max_lanes)
         self._cluster = client
         self._node_lanes: Dict[str, Any] = {}  # master name -> its idle lane (a connection of that node)
+        self._reloading: Optional["asyncio.Future[None]"] = None
+        self._next_reload = 0.0
 
     async def _send(self, lane: Optional[Any], batch: List[_Caller]) -> None:
         loop = asyncio.get_running_loop()
@@ -104,12 +108,7 @@ class ClusterCommandBatcher(CommandBatcher):
             for i, reply in zip(at, answer):
                 replies[i] = reply
         if lost or any(isinstance(reply, ClusterDownError) for reply in replies):
-            # a master did not answer, or the cluster has none for a slot yet: the slot map is
-            # reloaded now, so the batch after the promotion goes to the new master
-            try:
-                await cluster.nodes_manager.initialize()
-            except (RedisError, OSError):
-                pass  # no node answers at all: the next batch tries again
+            self._reload_slot_map()  # a master did not answer, or a slot has none yet
         moved = [i for i, reply in enumerate(replies) if isinstance(reply, _REDIRECTIONS)]
         if moved:  # redis-py follows each redirection and updates its slot map
             again = await asyncio.gather(*(cluster.execute_command(*commands[i]) for i in moved),
@@ -121,6 +120,25 @@ class ClusterCommandBatcher(CommandBatcher):
                     reply = RedisConnectionError(f"{type(reply).__name__}: {reply}")
                 replies[i] = reply
         return replies
+
+    def _reload_slot_map(self) -> None:
+        """Has redis-py reload its slot map in the background (one ``CLUSTER SLOTS``, some ms of CPU),
+        at most once per ``SLOT_MAP_RELOAD_S``: callers are not kept waiting for it, and a failover
+        under load does not turn every batch into a reload; the first batch after the reload that sees
+        the promoted replica goes to it."""
+        loop = asyncio.get_running_loop()
+        if self._reloading is not None or loop.time() < self._next_reload:
+            return
+        self._next_reload = loop.time() + SLOT_MAP_RELOAD_S
+        self._reloading = asyncio.ensure_future(self._reload())
+
+    async def _reload(self) -> None:
+        try:
+            await self._cluster.nodes_manager.initialize()
+        except (RedisError, OSError):
+            pass  # no node answers at all: reloaded again after the next failed batch
+        finally:
+            self._reloading = None
 
     async def _on_master(self, node: Any, commands: List[Command]) -> List[Any]:
         """The replies of one master to its commands, over its lane (made on first use, kept)."""
