@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 import redis
@@ -95,6 +95,15 @@ def _client(port: int) -> redis.Redis:
                        socket_connect_timeout=2)
 
 
+def _sentinel(port: int, *args: str) -> Any:
+    """A SENTINEL subcommand's raw reply (a flat list becomes a dict): the same on every redis-py
+    version (some parse ``SENTINEL MASTER`` with arguments older servers' replies lack)."""
+    reply = _client(port).execute_command("SENTINEL", *args)
+    if args[0] == "MASTER":
+        return dict(zip(reply[::2], reply[1::2]))
+    return reply
+
+
 class _Nodes:
     """``redis-server`` processes, each with a config file and working directory under one temp dir."""
 
@@ -162,7 +171,7 @@ class SentinelGroup:
 
     def _sentinels_agree(self) -> bool:
         for port in self.sentinel_ports:
-            master = _client(port).sentinel_master(MASTER_NAME)
+            master = _sentinel(port, "MASTER", MASTER_NAME)
             if int(master["num-other-sentinels"]) < 2 or int(master["num-slaves"]) < 1:
                 return False
         return True
@@ -171,7 +180,7 @@ class SentinelGroup:
         """The master as the first sentinel that answers sees it now."""
         for port in self.sentinel_ports:
             try:
-                host, master_port = _client(port).sentinel_get_master_addr_by_name(MASTER_NAME)
+                host, master_port = _sentinel(port, "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
                 return host, int(master_port)
             except redis.ConnectionError:
                 continue
@@ -194,7 +203,7 @@ class SentinelGroup:
         def promoted() -> bool:
             for port in self.sentinel_ports:
                 try:
-                    _, master_port = _client(port).sentinel_get_master_addr_by_name(MASTER_NAME)
+                    _, master_port = _sentinel(port, "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
                 except redis.ConnectionError:
                     continue
                 if int(master_port) != old_port and _client(int(master_port)).info("replication")["role"] == "master":
