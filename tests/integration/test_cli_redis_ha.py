@@ -72,3 +72,14 @@ def test_stats_reads_every_status_set(topology_env: Path, capsys) -> None:
     assert main(["stats", customer, "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)["statuses"]
     assert {status: shown[status]["calls"] for status in shown} == {s: n for n, s in enumerate(statuses, 1)}
+
+
+@pytest.mark.parametrize("url", ["redis+sentinel://127.0.0.1:1,127.0.0.1:2/calls", "redis+cluster://127.0.0.1:1"])
+@pytest.mark.parametrize("argv", [["blacklist", "list"], ["blacklist", "check", "0912406496"],
+                                  ["vip", "add", "0912406496"], ["stats", "c1"]])
+def test_nothing_reachable_is_exit_3(cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys, url: str,
+                                     argv: list) -> None:
+    """No sentinel or no cluster node answers: the verb says Redis cannot be reached (exit 3)."""
+    monkeypatch.setenv("CALLFLOW_REDIS_URL", url)
+    assert main(argv) == 3
+    assert "Redis cannot be reached" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Tuple
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import AskError, ClusterDownError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MovedError, RedisError, ResponseError, SlotNotCoveredError
+from redis.exceptions import MovedError, RedisClusterException, RedisError, ResponseError, SlotNotCoveredError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import TryAgainError
 from redis.backoff import NoBackoff
@@ -30,6 +30,8 @@ from callflow.service_layer.ports import PhoneListsUnavailable
 
 #: the slot map is reloaded at most this often while masters fail to answer
 SLOT_MAP_RELOAD_S = 0.1
+#: a reload that takes longer (a node that accepts and never answers) is given up and tried again
+SLOT_MAP_RELOAD_TIMEOUT_S = 1.0
 _LANE = object()  # a batch holds one lane per master it writes to; this only counts the batches
 
 
@@ -86,19 +88,20 @@ class ClusterCommandBatcher(CommandBatcher):
 
     async def _replies_by_master(self, commands: List[Command]) -> List[Any]:
         cluster = self._cluster
-        await cluster.initialize()  # loads the slot map the first time (and after redis-py dropped it)
+        if not cluster.nodes_manager.slots_cache:  # the first batch: the slot map (one CLUSTER SLOTS)
+            await cluster.nodes_manager.initialize()
         groups: Dict[str, Tuple[Any, List[int]]] = {}
         replies: List[Any] = [None] * len(commands)
+        lost = False
         for i, command in enumerate(commands):
             try:
                 node = cluster.get_node_from_key(_key_of(command))
-            except RedisError as unmapped:  # a slot without a master in the map
-                replies[i] = unmapped
+            except (RedisError, RedisClusterException) as unmapped:  # a slot without a master in the map
+                replies[i], lost = unmapped, True
                 continue
             groups.setdefault(node.name, (node, []))[1].append(i)
         answers = await asyncio.gather(*(self._on_master(node, [commands[i] for i in at])
                                          for node, at in groups.values()), return_exceptions=True)
-        lost = False
         for (node, at), answer in zip(groups.values(), answers):
             if isinstance(answer, asyncio.CancelledError):
                 raise answer
@@ -134,8 +137,8 @@ class ClusterCommandBatcher(CommandBatcher):
 
     async def _reload(self) -> None:
         try:
-            await self._cluster.nodes_manager.initialize()
-        except (RedisError, OSError):
+            await asyncio.wait_for(self._cluster.nodes_manager.initialize(), SLOT_MAP_RELOAD_TIMEOUT_S)
+        except (RedisError, RedisClusterException, OSError, asyncio.TimeoutError):
             pass  # no node answers at all: reloaded again after the next failed batch
         finally:
             self._reloading = None
