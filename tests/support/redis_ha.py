@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -70,6 +71,16 @@ def _die_with_parent() -> None:
         pass
 
 
+def _distinct_free_ports(count: int) -> List[int]:
+    """``count`` different free ports (the kernel may hand out the same free port twice in a row)."""
+    ports: List[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def _redis_server() -> str:
     binary = shutil.which("redis-server")
     if binary is None:
@@ -96,10 +107,11 @@ def _client(port: int) -> redis.Redis:
 
 
 def _sentinel(port: int, *args: str) -> Any:
-    """A SENTINEL subcommand's raw reply (a flat list becomes a dict): the same on every redis-py
-    version (some parse ``SENTINEL MASTER`` with arguments older servers' replies lack)."""
+    """A SENTINEL subcommand's reply, the same on every redis-py version: redis-py 7.0's
+    ``sentinel_master()`` passes its parser an argument it does not take, so the command is sent
+    as is; a ``SENTINEL MASTER`` reply not parsed by the client (a flat list) becomes a dict."""
     reply = _client(port).execute_command("SENTINEL", *args)
-    if args[0] == "MASTER":
+    if args[0] == "MASTER" and isinstance(reply, list):
         return dict(zip(reply[::2], reply[1::2]))
     return reply
 
@@ -142,8 +154,7 @@ class SentinelGroup:
     """A master, a replica and three sentinels monitoring the master as ``MASTER_NAME``."""
 
     def __init__(self) -> None:
-        self.master_port, self.replica_port = free_port(), free_port()
-        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.master_port, self.replica_port, *self.sentinel_ports = _distinct_free_ports(5)
         self._nodes = _Nodes("callflow-sentinel-")
 
     @property
@@ -155,12 +166,19 @@ class SentinelGroup:
         try:
             self._nodes.start(self.master_port, [NO_SYNC_DELAY])
             self._nodes.start(self.replica_port, [NO_SYNC_DELAY, f"replicaof 127.0.0.1 {self.master_port}"])
+            ids = {port: uuid.uuid4().hex + uuid.uuid4().hex[:8] for port in self.sentinel_ports}
             for port in self.sentinel_ports:
+                # each sentinel is told of the others and of the replica at once, instead of learning
+                # of them from hello messages every 2 s (which made start-up take 2 to 10 s)
                 self._nodes.start(port, [
+                    f"sentinel myid {ids[port]}",
                     f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master_port} 2",
                     f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}",
                     f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}",
                     f"sentinel parallel-syncs {MASTER_NAME} 1",
+                    f"sentinel known-replica {MASTER_NAME} 127.0.0.1 {self.replica_port}",
+                    *[f"sentinel known-sentinel {MASTER_NAME} 127.0.0.1 {other} {ids[other]}"
+                      for other in self.sentinel_ports if other != port],
                 ], "--sentinel")
             _wait_for("the replica did not sync", lambda: _client(self.replica_port).info("replication")
                       .get("master_link_status") == "up", timeout_s)

@@ -14,12 +14,12 @@ import asyncio
 from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Tuple
 
 from redis.asyncio.cluster import RedisCluster
+from redis.backoff import NoBackoff
 from redis.exceptions import AskError, ClusterDownError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError, RedisClusterException, RedisError, ResponseError, SlotNotCoveredError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import TryAgainError
-from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from callflow.adapters.redis_batch import Command, CommandBatcher, _Caller, _drop, _fail
@@ -44,12 +44,13 @@ class ClusterCommandBatcher(CommandBatcher):
     key: the batch's commands are grouped by the master of their key's slot in redis-py's slot map,
     and each group goes, packed with hiredis, over a lane of its own to that master, the masters in
     parallel (one round trip per master needed). Then redis-py's cluster client takes over where the
-    cluster does: a command answered ``MOVED``, ``ASK``, ``TRYAGAIN`` or ``CLUSTERDOWN`` is sent again
-    through ``RedisCluster.execute_command``, which follows the redirection and updates the slot map;
-    a master that cannot be reached fails only the callers with a command for it, and makes redis-py
-    reload the slot map (``NodesManager.initialize``) before the next batch, so a promoted replica is
-    used as soon as the cluster names it. A script unknown to a master (``NOSCRIPT``: a promoted
-    replica starts with an empty script cache) is loaded on it and its commands sent again.
+    cluster does: a command answered ``MOVED`` or ``ASK`` is sent again through
+    ``RedisCluster.execute_command``, which follows the redirection and updates the slot map. A
+    master that cannot be reached, a slot without a master (``CLUSTERDOWN``, or missing from the map)
+    or ``TRYAGAIN`` fail at once only the callers with a command there, and have redis-py reload the
+    slot map (``NodesManager.initialize``) in the background, so a promoted replica is used as soon
+    as the cluster names it. A script unknown to a master (``NOSCRIPT``: a promoted replica starts
+    with an empty script cache) is loaded on it and its commands sent again.
     """
 
     def __init__(self, client: RedisCluster, max_lanes: int = 1) -> None:
@@ -173,7 +174,8 @@ def _key_of(command: Command) -> Any:
 
 
 class ClusterPhoneLists(RedisPhoneLists):
-    """``PhoneLists`` on a ``RedisCluster``: lookups as a per-node pipeline, listings scan every master.
+    """``PhoneLists`` on a ``RedisCluster``: a lookup is one write per master it needs (through
+    ``ClusterCommandBatcher``), a listing scans every master.
 
     Writes are those of one node, sent through the cluster client (a ``SET`` pipeline goes to each
     key's node; ``DEL`` of several keys is split by slot by redis-py).
