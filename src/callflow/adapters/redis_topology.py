@@ -21,7 +21,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from callflow.adapters.redis_batch import CommandBatcher
@@ -141,5 +141,22 @@ def phone_lists_for(client: AnyRedis, batcher: CommandBatcher) -> RedisPhoneList
 async def ping(client: AnyRedis) -> bool:
     """Redis answers: on a cluster, every master answers (a slot without a master fails lookups)."""
     if isinstance(client, RedisCluster):
-        return bool(await client.ping(target_nodes=RedisCluster.PRIMARIES))
+        return await _ping_masters(client)
     return bool(await client.ping())
+
+
+async def _ping_masters(client: RedisCluster) -> bool:
+    """PING to every master of the slot map, each on a connection of its own node. When one does not
+    answer, the slot map is reloaded before the failure is reported, so that the next check (even
+    with no call coming in to do it) asks the promoted replica. redis-py's ``ping(target_nodes=...)``
+    is not used: after a failure it redoes the client's whole ``initialize`` (``CLUSTER SLOTS`` and
+    ``COMMAND``) on the next call, and a readiness timeout cancelling that drops the slot map."""
+    manager = client.nodes_manager
+    if not manager.slots_cache:
+        await manager.initialize()
+    try:
+        replies = await asyncio.gather(*(node.execute_command("PING") for node in client.get_primaries()))
+    except (RedisError, RedisClusterException, OSError):
+        await manager.initialize()
+        raise
+    return bool(replies) and all(replies)

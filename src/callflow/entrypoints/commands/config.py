@@ -14,8 +14,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import SecretStr, ValidationError
 
 from callflow.config import Settings
-from callflow.redis_url import mask_redis_url
 from callflow.entrypoints.cli import add_command_group
+from callflow.redis_url import mask_redis_url
 
 MASK = "****"
 _SECRET_QUERY_KEYS = ("pass", "secret", "token", "key")
