@@ -136,6 +136,39 @@ class TestClusterPhoneLists(_PhoneListsOnTopology):
             client.nodes_manager.slots_cache[slot] = right
 
 
+    async def test_an_ask_redirection_is_followed(self, lists: RedisPhoneLists, client, redis_cluster, p: str) -> None:
+        """A slot being migrated: its key already on the importing master, the migrating one answers
+        ASK; the lookup follows it (redis-py sends ASKING) and finds the entry."""
+        import redis as sync_redis
+
+        key = BLACKLIST_PREFIX + p + "1"
+        slot = client.keyslot(key)
+        source = client.get_node_from_key(key)
+        target = next(node for node in client.get_primaries() if node.name != source.name)
+        source_r = sync_redis.Redis(host=source.host, port=int(source.port))
+        target_r = sync_redis.Redis(host=target.host, port=int(target.port))
+        try:
+            source_id, target_id = source_r.execute_command("CLUSTER MYID"), target_r.execute_command("CLUSTER MYID")
+            target_r.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+            source_r.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+            with target_r.pipeline(transaction=False) as pipe:  # ASKING holds for the next command only
+                pipe.execute_command("ASKING")
+                pipe.execute_command("SET", key, "1", "EX", 300)
+                pipe.execute()
+            with pytest.raises(sync_redis.exceptions.AskError):  # what the lookup's EXISTS gets first
+                source_r.exists(key)
+            assert await lists.lookup([p + "1"], 2.0) == PhoneListing(blacklisted=True)
+        finally:
+            with target_r.pipeline(transaction=False) as pipe:  # while still importing: ASKING works
+                pipe.execute_command("ASKING")
+                pipe.execute_command("DEL", key)
+                pipe.execute()
+            for node in (source_r, target_r):
+                node.execute_command("CLUSTER SETSLOT", slot, "STABLE")
+            source_r.close()
+            target_r.close()
+
+
 class TestClusterCallStats(_CallStatsOnTopology):
     group_fixture = "redis_cluster"
 
