@@ -13,6 +13,7 @@ import pytest
 import structlog
 
 from callflow.config import Settings
+from tests.support.redis_ha import redis_cluster, redis_sentinel  # noqa: F401 - session fixtures
 from tests.support.redis_process import RedisProcess
 
 TEST_REDIS_DB = int(os.environ.get("CALLFLOW_TEST_REDIS_DB", "15"))

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from callflow.amqp_urls import parse_amqp_urls
+from callflow.redis_url import parse_redis_url
 
 IpNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -162,6 +163,12 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_amqp_urls(cls, value: SecretStr) -> SecretStr:
         parse_amqp_urls(value.get_secret_value())
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis_form(cls, value: SecretStr) -> SecretStr:
+        parse_redis_url(value.get_secret_value())  # one node, Sentinel or Cluster (SPEC §4); ValueError names the problem
         return value
 
     @field_validator("allowed_networks")

@@ -21,10 +21,9 @@ from callflow.adapters.in_memory_call_stats import InMemoryCallStats
 from callflow.adapters.in_memory_outbox import InMemoryOutbox
 from callflow.adapters.in_memory_phone_lists import InMemoryPhoneLists
 from callflow.adapters.in_memory_publisher import InMemoryPublisher
-from callflow.adapters.redis_batch import CommandBatcher
 from callflow.adapters.redis_call_stats import RedisCallStats
-from callflow.adapters.redis_client import WARM_CONNECTIONS, redis_client_resource
-from callflow.adapters.redis_phone_lists import RedisPhoneLists
+from callflow.adapters.redis_client import WARM_CONNECTIONS
+from callflow.adapters.redis_topology import batcher_for, phone_lists_for, redis_resource
 from callflow.config import Settings
 from callflow.domain.call_event_factory import CallEventFactory
 from callflow.domain.policy import PhonePolicy
@@ -58,21 +57,21 @@ class RealAdapters(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     clock = providers.Singleton(SystemClock)
 
-    # --- shared: the one Redis client (checkphone and event) ------------------------------------
+    # --- shared: the one Redis client (checkphone and event); one node, Sentinel or Cluster ------
     redis_timeout_s = _seconds(settings.provided.redis_timeout_ms)
     #: connections opened at start so the first calls do not pay for connecting; 0 for a one-shot command
     redis_warm_connections = providers.Object(WARM_CONNECTIONS)
     redis_client = providers.Resource(
-        redis_client_resource,
+        redis_resource,
         url=settings.provided.redis_url.get_secret_value.call(),
         timeout_s=redis_timeout_s,
         max_connections=settings.provided.redis_max_connections,
         warm_connections=redis_warm_connections,
     )
-    redis_batcher = providers.Singleton(CommandBatcher, client=redis_client)  # one write per loop tick
+    redis_batcher = providers.Singleton(batcher_for, client=redis_client)  # one write per loop tick
 
     # --- checkphone: Redis phone lists ---------------------------------------------------------
-    phone_lists = providers.Singleton(RedisPhoneLists, client=redis_client, batcher=redis_batcher)
+    phone_lists = providers.Singleton(phone_lists_for, client=redis_client, batcher=redis_batcher)
 
     # --- event: Redis call stats, RabbitMQ publisher, SQLite outbox ------------------------------
     call_stats = providers.Singleton(

@@ -50,7 +50,7 @@ class CommandBatcher:
     """Sends the commands of callers arriving in the same tick as one pipeline, per ``op`` timed."""
 
     def __init__(self, client: Redis, max_lanes: int = 1) -> None:
-        self._pool = client.connection_pool
+        self._pool = getattr(client, "connection_pool", None)  # a cluster client has one per node instead
         self._max_lanes = max_lanes
         self._lanes = 0  # leased, idle or busy
         self._idle: List[Any] = []

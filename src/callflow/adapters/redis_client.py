@@ -17,7 +17,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from callflow import metrics
@@ -105,7 +105,7 @@ async def timed_round_trip(op: str, awaitable: Awaitable[T], timeout_s: float, u
     started = time.perf_counter()
     try:
         return await asyncio.wait_for(awaitable, max(timeout_s, 0.0))
-    except (RedisError, OSError, asyncio.TimeoutError) as failure:
+    except (RedisError, RedisClusterException, OSError, asyncio.TimeoutError) as failure:  # a cluster's "no node"
         metrics.REDIS_ERRORS.labels(op=op).inc()
         raise unavailable(f"redis {op}: {type(failure).__name__}: {failure}") from failure
     finally:

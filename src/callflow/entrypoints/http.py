@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from callflow.entrypoints.agi.access import IpNetwork, SourceNetworks
 from callflow.entrypoints.agi.header_phase import HeaderPhase, HeaderPhaseFull
+from callflow.adapters.redis_topology import ping as redis_ping
 from callflow.logging import get_logger
 from callflow.metrics import REGISTRY
 
@@ -39,10 +40,10 @@ _log = get_logger("callflow.http")
 
 
 def redis_check(client: Any) -> ReadinessCheck:
-    """Ready when Redis answers PING (``client``: a ``redis.asyncio.Redis``)."""
+    """Ready when Redis answers PING (``client``: the process's client; on a cluster every master)."""
 
     async def check() -> bool:
-        return bool(await client.ping())
+        return await redis_ping(client)
 
     return check
 

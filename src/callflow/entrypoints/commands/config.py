@@ -15,6 +15,7 @@ from pydantic import SecretStr, ValidationError
 
 from callflow.config import Settings
 from callflow.entrypoints.cli import add_command_group
+from callflow.redis_url import mask_redis_url, parse_redis_url
 
 MASK = "****"
 _SECRET_QUERY_KEYS = ("pass", "secret", "token", "key")
@@ -71,6 +72,9 @@ def effective_values(settings: Settings) -> Dict[str, str]:
 def mask_secret(value: str) -> str:
     """A URL keeps its scheme, user, host and path with the password masked; anything else is masked whole.
     A comma-separated list of URLs (a broker cluster's nodes) is masked URL by URL."""
+    several_hosts = mask_redis_url(value)  # redis+sentinel:// and redis+cluster:// list several HOST:PORT
+    if several_hosts is not None:
+        return several_hosts
     if value.count("://") > 1:
         return ",".join(mask_secret(part.strip()) for part in value.split(","))
     try:
@@ -97,12 +101,16 @@ def _is_secret_key(key: str) -> bool:
 
 
 #: the URL schemes each client accepts: anything else cannot work, whatever the rest says
-URL_SCHEMES = {"redis_url": ("redis", "rediss", "unix"), "amqp_url": ("amqp", "amqps")}
+URL_SCHEMES = {"amqp_url": ("amqp", "amqps")}  # CALLFLOW_REDIS_URL: every form is checked by parse_redis_url
 
 
 def url_problems(settings: Settings) -> List[str]:
     """``CALLFLOW_NAME: why`` for each URL setting its client cannot use (scheme, port)."""
     problems: List[str] = []
+    try:
+        parse_redis_url(settings.redis_url.get_secret_value())
+    except ValueError as exc:
+        problems.append(f"CALLFLOW_REDIS_URL: {exc}")
     for field, schemes in URL_SCHEMES.items():
         name = f"CALLFLOW_{field.upper()}"
         # CALLFLOW_AMQP_URL may list a cluster's nodes, separated by commas (ADR 0105): each is one URL
