@@ -37,8 +37,10 @@ def test_lists_round_trip_through_the_cli(topology_env: Path, capsys) -> None:
     canonical = sorted("84" + number[1:] for number in NUMBERS)
     assert [n for n in listed if n.startswith("849124")] == canonical
     assert main(["blacklist", "export", str(topology_env / "out.csv")]) == 0
-    exported = (topology_env / "out.csv").read_text().split()
-    assert sorted(n for n in exported if n.startswith("849124")) == canonical
+    rows = [line.split(",") for line in (topology_env / "out.csv").read_text().split()]
+    assert sorted(row[0] for row in rows if row[0].startswith("849124")) == canonical
+    # each entry's remaining TTL travels with it (the import gave them the default 24 h)
+    assert all(0 < int(row[1]) <= 86400 for row in rows if row[0].startswith("849124"))
     assert main(["blacklist", "remove", *NUMBERS[:3]]) == 0
     assert main(["vip", "remove", NUMBERS[7]]) == 0
     capsys.readouterr()
