@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
-from callflow.adapters.sqlite_outbox_store import OutboxStore
+from callflow.adapters.sqlite_outbox_store import OutboxInUse, OutboxStore
 from callflow.adapters.sqlite_outbox_worker import STOP, OutboxOp, OutboxWorker, Settled
 from callflow.domain.envelope import EventEnvelope
 from callflow.logging import get_logger
@@ -36,21 +36,27 @@ class SQLiteOutbox:
         self._failure: Optional[str] = "outbox not opened"
         self._depth = 0
 
-    async def open(self) -> None:
-        """Open and check the file; on failure log it clearly and refuse every put (never lose silently)."""
+    async def open(self, quiet_when_in_use: bool = False) -> bool:
+        """Open and check the file; on failure log it clearly and refuse every put (never lose silently).
+
+        ``quiet_when_in_use``: a file another process holds is not an error (a stranded outbox another
+        worker relays already, ADR 0111): False without a log line. True when open."""
         self._loop = asyncio.get_running_loop()
         try:
             store = await self._loop.run_in_executor(None, OutboxStore.open, self.path, self._synchronous)
         except OutboxUnavailable as exc:
             self._failure = str(exc)
+            if quiet_when_in_use and isinstance(exc, OutboxInUse):
+                return False
             _log.error("outbox unusable: events will be refused until it is fixed", reason=self._failure)
-            return
+            return False
         self._depth = store.count()
         self._failure = None
         worker = OutboxWorker(store, self._ops, self._report, self._max_batch, self._forget_delay_s)
         self._thread = threading.Thread(target=worker.run, name="callflow-outbox", daemon=True)
         self._thread.start()
         _log.info("outbox open", path=str(self.path), depth=self._depth, synchronous=self._synchronous)
+        return True
 
     @property
     def failure(self) -> Optional[str]:

@@ -26,6 +26,10 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
+class OutboxInUse(OutboxUnavailable):
+    """The file's lock is held by another process (a server, or a worker relaying it)."""
+
+
 class OutboxStore:
     """One SQLite connection to the outbox file; not thread-safe (its owner is one thread)."""
 
@@ -125,7 +129,7 @@ def _hold_lock(path: Path) -> IO[str]:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         lock.close()
-        raise OutboxUnavailable(f"outbox {path} is in use by another callflow process") from None
+        raise OutboxInUse(f"outbox {path} is in use by another callflow process") from None
     return lock
 
 
