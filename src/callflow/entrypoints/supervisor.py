@@ -184,15 +184,15 @@ class Supervisor:
             mark_process_dead(worker.process.pid, str(self.metrics_dir))
             worker.ready.clear()
             if self._stop.is_set():
-                _log.info("worker ended", worker=worker.slot, pid=worker.pid, exit=_describe(code))
+                _log.info("worker ended", slot=worker.slot, pid=worker.pid, exit=_describe(code))
                 return
             if not self._serving:  # start-up failed: the supervisor stops (it logs why)
-                _log.error("worker could not start", worker=worker.slot, pid=worker.pid, exit=_describe(code))
+                _log.error("worker could not start", slot=worker.slot, pid=worker.pid, exit=_describe(code))
                 return
             lived = time.monotonic() - worker.started_at
             worker.failures = 0 if lived >= HEALTHY_AFTER_S else worker.failures + 1
             delay = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** max(0, worker.failures - 1))
-            _log.warning("worker died, restarting", worker=worker.slot, pid=worker.pid, exit=_describe(code),
+            _log.warning("worker died, restarting", slot=worker.slot, pid=worker.pid, exit=_describe(code),
                          lived_s=round(lived, 1), restart_in_s=round(delay, 2), deaths_in_a_row=worker.failures)
             self.restarts += 1
             try:
@@ -248,7 +248,7 @@ class Supervisor:
             return True
         for worker in self.workers:
             if worker.alive:
-                _log.error("worker did not drain in time, killing it", worker=worker.slot, pid=worker.pid)
+                _log.error("worker did not drain in time, killing it", slot=worker.slot, pid=worker.pid)
                 self._signal(worker, signal.SIGKILL)
         await asyncio.wait(pending, timeout=5)
         return False
