@@ -60,10 +60,15 @@ def run_supervisor(settings: Settings) -> int:
         flush_logs()
         return 1
     try:
-        return run_loop(Supervisor(settings, settings.worker_count).run())
+        return run_loop(_supervise(settings))
     finally:
         lock.release()
         flush_logs()
+
+
+async def _supervise(settings: Settings) -> int:
+    # built on the running loop: on Python 3.9 an asyncio.Event binds to the loop current when made
+    return await Supervisor(settings, settings.worker_count).run()
 
 
 def reserve_port(host: str, port: int) -> Tuple[List[socket.socket], int]:
