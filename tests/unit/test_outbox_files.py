@@ -82,3 +82,18 @@ async def test_stranded_files_are_relayed_in_order_then_removed_and_held_ones_le
         assert not slot_path(base, slot).exists() and not Path(f"{slot_path(base, slot)}.lock").exists()
     assert slot_path(base, 5).exists() and base.exists()
     assert metrics.REGISTRY.get_sample_value("callflow_outbox_depth") == 0
+
+
+async def test_a_stranded_file_that_is_not_an_outbox_is_tried_once(tmp_path: Path) -> None:
+    """A corrupt stranded file: one error line (from the outbox), then left alone; nothing deleted."""
+    from structlog.testing import capture_logs
+
+    base = tmp_path / "outbox.sqlite3"
+    slot_path(base, 4).write_bytes(b"not a database" * 100)
+    relays = StrandedOutboxes(base, 2, InMemoryPublisher(), SystemClock(), "NORMAL", max_in_flight=8)
+    with capture_logs() as logs:
+        await relays.scan()
+        await relays.scan()
+    await relays.stop()
+    assert [line["log_level"] for line in logs] == ["error"]
+    assert slot_path(base, 4).exists()

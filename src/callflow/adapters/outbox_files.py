@@ -132,6 +132,7 @@ class StrandedOutboxes:
         self._max_in_flight = max_in_flight
         self._scan_s, self._check_s = scan_s, check_s
         self._relaying: Dict[Path, "asyncio.Task[None]"] = {}
+        self._unusable: Set[Path] = set()
         self._scanner: Optional["asyncio.Task[None]"] = None
 
     @property
@@ -151,10 +152,12 @@ class StrandedOutboxes:
     async def scan(self) -> None:
         """Adopt every stranded file not relayed yet (by this process or another)."""
         for path in stranded(self._base, self._workers):
-            if path not in self._relaying:
+            if path not in self._relaying and path not in self._unusable:
                 outbox = SQLiteOutbox(path, self._clock, synchronous=self._synchronous)
                 if await outbox.open(quiet_when_in_use=True):
                     self._relaying[path] = asyncio.ensure_future(self._relay(path, outbox))
+                elif not outbox.in_use:
+                    self._unusable.add(path)  # logged once by open(): not tried again until the next start
 
     async def _scan_forever(self) -> None:
         while True:

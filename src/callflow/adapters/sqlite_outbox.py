@@ -34,6 +34,7 @@ class SQLiteOutbox:
         self._thread: Optional[threading.Thread] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._failure: Optional[str] = "outbox not opened"
+        self.in_use = False  # open() failed because another process holds the file
         self._depth = 0
 
     async def open(self, quiet_when_in_use: bool = False) -> bool:
@@ -46,7 +47,8 @@ class SQLiteOutbox:
             store = await self._loop.run_in_executor(None, OutboxStore.open, self.path, self._synchronous)
         except OutboxUnavailable as exc:
             self._failure = str(exc)
-            if quiet_when_in_use and isinstance(exc, OutboxInUse):
+            self.in_use = isinstance(exc, OutboxInUse)
+            if quiet_when_in_use and self.in_use:
                 return False
             _log.error("outbox unusable: events will be refused until it is fixed", reason=self._failure)
             return False

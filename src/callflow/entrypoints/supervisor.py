@@ -182,11 +182,16 @@ class Supervisor:
     async def _keep(self, worker: Worker) -> None:
         """Runs the slot's worker, restarted when it dies, until the supervisor stops."""
         while True:
-            await self._spawn(worker)
-            assert worker.process is not None
-            code = await worker.process.wait()
+            try:
+                await self._spawn(worker)
+            except OSError as error:  # no process at all (out of memory, too many processes)
+                _log.error("cannot start a worker", slot=worker.slot, error=str(error))
+                worker.process, code = None, -1
+            else:
+                assert worker.process is not None
+                code = await worker.process.wait()
+                mark_process_dead(worker.process.pid, str(self.metrics_dir))
             worker.exit_code = code
-            mark_process_dead(worker.process.pid, str(self.metrics_dir))
             worker.ready.clear()
             if self._stop.is_set():
                 _log.info("worker ended", slot=worker.slot, pid=worker.pid, exit=_describe(code))
