@@ -56,7 +56,7 @@ class Settings(BaseSettings):
                     "new calls of that route get its fallback (overloaded) at once instead of full work.",
     )
 
-    # --- worker processes (ADR 0110) -----------------------------------------------------------
+    # --- worker processes ----------------------------------------------------------------------
     workers: str = Field(
         "1", pattern=r"^\s*(auto|[1-9][0-9]*)\s*$",
         description="Worker processes sharing the AGI port: 1 (one process, no supervisor), a number, "

@@ -96,8 +96,8 @@ async def test_sigterm_drains_sessions_on_every_worker_and_exits_0(tmp_path: Pat
         code = await served.wait_exit(40)
     finally:
         await served.stop()
-    assert statuses == ["OK"] * 40
-    assert code == 0
+    assert len(statuses) == 40 and set(statuses) <= ANSWERED, statuses
+    assert code == 0, served.log[-20:]
     draining = {line["worker"]: line["in_flight"] for line in served.worker_lines("agi server draining")}
     assert sorted(draining) == [0, 1] and min(draining.values()) > 0, draining
     assert [line["exit"] for line in served.supervisor_lines("worker ended")] == ["exit code 0"] * 2

@@ -7,7 +7,7 @@ from callflow import metrics
 from callflow.logging import get_logger
 
 _log = get_logger("callflow.outbox")
-#: depth of each outbox this process relays ("": its own; a path: a stranded one, ADR 0111)
+#: depth of each outbox this process relays ("": its own; a path: a stranded one it relays)
 _DEPTHS: Dict[str, int] = {}
 
 

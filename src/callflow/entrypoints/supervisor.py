@@ -8,9 +8,9 @@ The supervisor serves no call. It:
 - starts the workers (``callflow serve --worker-slot K``), each listening on that port with
   ``SO_REUSEPORT``: the kernel spreads new connections over the workers' listening sockets;
 - restarts a worker that dies, after a back-off that doubles while it keeps dying young;
-- serves the operator's HTTP: ``/metrics`` adds up every worker's metrics (prometheus_client's
-  multiprocess mode, in a private directory made at start and removed at exit), ``/healthz`` and
-  ``/readyz`` ask every worker;
+- serves the operator's HTTP (``supervisor_http.py``): ``/metrics`` adds up every worker's metrics
+  (prometheus_client's multiprocess mode, in a private directory made at start and removed at
+  exit), ``/healthz`` and ``/readyz`` ask every worker;
 - on SIGTERM or SIGINT: /readyz says draining, every worker gets SIGTERM and drains as a single
   server does; exit 0 only when every worker exited 0.
 """
@@ -26,16 +26,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.multiprocess import mark_process_dead
 
 from callflow.adapters.outbox_files import ServeLock
 from callflow.config import Settings
 from callflow.entrypoints.commands.serve import LOG_BATCH_S, run_loop
 from callflow.entrypoints.http import OpsHttpServer
+from callflow.entrypoints.supervisor_http import SupervisorHttp
 from callflow.logging import configure_logging, flush_logs, get_logger
 
 _log = get_logger("callflow.supervisor")
@@ -44,7 +43,6 @@ HEALTHY_AFTER_S = 10.0
 FIRST_BACKOFF_S = 0.2
 MAX_BACKOFF_S = 10.0
 START_TIMEOUT_S = 60.0
-PROBE_TIMEOUT_S = 1.0
 
 
 def run_supervisor(settings: Settings) -> int:
@@ -283,10 +281,8 @@ class Supervisor:
 
     # --- the operator's HTTP ------------------------------------------------------------------------
     async def _start_http(self) -> Optional[OpsHttpServer]:
-        registry = CollectorRegistry(auto_describe=True)
-        MultiProcessCollector(registry, path=str(self.metrics_dir))
-        registry.register(_SupervisorCollector(self))
-        ops = SupervisorHttp(self, self.settings.http_host, self.settings.http_port, registry)
+        ops = SupervisorHttp(self.settings.http_host, self.settings.http_port, self.metrics_dir,
+                             lambda: self.workers, lambda: self.restarts)
         try:
             await ops.start()
         except OSError as error:
@@ -295,69 +291,6 @@ class Supervisor:
             return None
         return ops
 
-    async def probe(self, worker: Worker, path: str) -> Tuple[int, bytes]:
-        """(status, body) of the worker's own ``path``; (0, why) when it does not answer."""
-        if not worker.alive or not worker.http_port:
-            return 0, b"not running" if not worker.alive else b"starting"
-        try:
-            return await asyncio.wait_for(_get("127.0.0.1", worker.http_port, path), PROBE_TIMEOUT_S)
-        except (OSError, asyncio.TimeoutError, ValueError) as exc:
-            return 0, f"no answer: {exc!r}".encode()
-
-
-class SupervisorHttp(OpsHttpServer):
-    """/metrics: every worker's, added up; /healthz and /readyz: every worker's, asked now."""
-
-    def __init__(self, supervisor: Supervisor, host: str, port: int, registry: CollectorRegistry) -> None:
-        super().__init__(host, port, registry=registry)
-        self._supervisor = supervisor
-
-    async def readiness(self) -> Tuple[bool, Dict[str, Any]]:  # type: ignore[override]
-        workers = self._supervisor.workers
-        answers = await asyncio.gather(*(self._supervisor.probe(w, "/readyz") for w in workers))
-        report: Dict[str, Any] = {}
-        for worker, (status, body) in zip(workers, answers):
-            try:
-                detail = json.loads(body)
-            except ValueError:
-                detail = {"ready": False, "error": body.decode(errors="replace")}
-            detail["pid"] = worker.pid
-            report[f"worker-{worker.slot}"] = detail
-        ready = not self.draining and all(status == 200 for status, _ in answers)
-        return ready, report
-
-    async def liveness(self) -> Tuple[bool, bytes]:
-        workers = self._supervisor.workers
-        answers = await asyncio.gather(*(self._supervisor.probe(w, "/healthz") for w in workers))
-        lines = [f"worker-{w.slot} pid {w.pid}: " + ("ok" if status == 200 else body.decode(errors="replace"))
-                 for w, (status, body) in zip(workers, answers)]
-        alive = all(status == 200 for status, _ in answers)
-        return alive, ("\n".join(["ok" if alive else "not every worker answers"] + lines) + "\n").encode()
-
-
-class _SupervisorCollector:
-    """The supervisor's own figures, beside the workers' sums."""
-
-    def __init__(self, supervisor: Supervisor) -> None:
-        self._supervisor = supervisor
-
-    def collect(self) -> Iterator[Any]:
-        workers = self._supervisor.workers
-        yield GaugeMetricFamily("callflow_workers", "Worker processes running now (the supervisor's)",
-                                value=sum(1 for w in workers if w.alive))
-        yield CounterMetricFamily("callflow_worker_restarts", "Worker processes restarted after they died",
-                                  value=self._supervisor.restarts)
-
-
-async def _get(host: str, port: int, path: str) -> Tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-        data = await reader.read()
-    finally:
-        writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
 
 
 def _describe(code: int) -> str:

@@ -34,7 +34,7 @@ class AgiServer:
 
     def __init__(self, settings: Settings, routes: RouteTable, reuse_port: bool = False) -> None:
         self._settings = settings
-        self._reuse_port = reuse_port  # a worker process: the port is shared (ADR 0110)
+        self._reuse_port = reuse_port  # a worker process: the port is shared with the other workers
         self._limits = AgiLimits.from_settings(settings)
         self._lag = LoopLag()
         self._app = FastAgiApplication(self._limits)
