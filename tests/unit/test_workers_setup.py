@@ -68,3 +68,26 @@ def test_a_port_another_server_listens_on_is_refused() -> None:
         other.listen(8)
         with pytest.raises(OSError):
             reserve_port("127.0.0.1", other.getsockname()[1])
+
+
+def test_restart_delay_doubles_with_young_deaths_up_to_ten_seconds() -> None:
+    from callflow.entrypoints.supervisor import restart_delay
+
+    assert [restart_delay(n) for n in (0, 1, 2, 3, 6, 7, 20)] == [0.2, 0.2, 0.4, 0.8, 6.4, 10.0, 10.0]
+
+
+def test_run_directories_of_dead_supervisors_are_removed(tmp_path: Path) -> None:
+    """Left by a supervisor that was killed: removed; a live one's and a foreign one's: kept."""
+    import subprocess
+    import sys
+
+    from callflow.entrypoints.supervisor import RUN_DIR_PREFIX, remove_stale_run_dirs
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    for name, pid in (("dead", gone.stdout.strip()), ("live", str(os.getpid())), ("foreign", None)):
+        run_dir = tmp_path / f"{RUN_DIR_PREFIX}{name}"
+        run_dir.mkdir()
+        if pid is not None:
+            (run_dir / "supervisor.pid").write_text(pid)
+    remove_stale_run_dirs(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{RUN_DIR_PREFIX}foreign", f"{RUN_DIR_PREFIX}live"]

@@ -43,6 +43,7 @@ HEALTHY_AFTER_S = 10.0
 FIRST_BACKOFF_S = 0.2
 MAX_BACKOFF_S = 10.0
 START_TIMEOUT_S = 60.0
+RUN_DIR_PREFIX = "callflow-workers-"
 
 
 def run_supervisor(settings: Settings) -> int:
@@ -62,6 +63,24 @@ def run_supervisor(settings: Settings) -> int:
     finally:
         lock.release()
         flush_logs()
+
+
+def restart_delay(deaths_in_a_row: int) -> float:
+    """How long a slot stays empty before its worker is started again: 0.2 s after a worker that
+    lived (0 young deaths in a row), doubled for each young death in a row, at most 10 s."""
+    return min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** max(0, deaths_in_a_row - 1))
+
+
+def remove_stale_run_dirs(parent: Path) -> None:
+    """Private directories left by supervisors that were killed (their pid is gone)."""
+    for run_dir in parent.glob(f"{RUN_DIR_PREFIX}*"):
+        try:
+            pid = int((run_dir / "supervisor.pid").read_text(encoding="utf-8"))
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        except (OSError, ValueError):  # another user's, or being made right now: not ours to judge
+            pass
 
 
 async def _supervise(settings: Settings) -> int:
@@ -125,7 +144,9 @@ class Supervisor:
         self.settings = settings
         self.workers = [Worker(slot) for slot in range(count)]
         self.restarts = 0
-        self.run_dir = Path(tempfile.mkdtemp(prefix="callflow-workers-"))
+        remove_stale_run_dirs(Path(tempfile.gettempdir()))
+        self.run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX))
+        (self.run_dir / "supervisor.pid").write_text(str(os.getpid()), encoding="utf-8")
         self.metrics_dir = self.run_dir / "metrics"
         self.metrics_dir.mkdir()
         self._stop = asyncio.Event()
@@ -199,7 +220,7 @@ class Supervisor:
                 return
             lived = time.monotonic() - worker.started_at
             worker.failures = 0 if lived >= HEALTHY_AFTER_S else worker.failures + 1
-            delay = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** max(0, worker.failures - 1))
+            delay = restart_delay(worker.failures)
             _log.warning("worker died, restarting", slot=worker.slot, pid=worker.pid, exit=_describe(code),
                          lived_s=round(lived, 1), restart_in_s=round(delay, 2), deaths_in_a_row=worker.failures)
             self.restarts += 1
