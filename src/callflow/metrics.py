@@ -4,7 +4,9 @@ Adapters and entrypoints record into these; ``entrypoints/http.py`` exposes them
 Kept outside the hexagon's layers so any outer layer may import it; domain and service_layer never do.
 With worker processes (ADR 0110) each worker writes its values to files under
 ``PROMETHEUS_MULTIPROC_DIR`` and the supervisor's /metrics adds them up: counters and histograms
-are summed; each gauge's ``multiprocess_mode`` says how it combines over the live workers.
+are summed; each gauge's ``multiprocess_mode`` says how it combines over the live workers. A gauge
+read at scrape time (``set_function``) has no value in the supervisor: ``entrypoints/worker.py``
+writes it periodically (add it there).
 """
 from __future__ import annotations
 
