@@ -71,12 +71,14 @@ async def test_kill_9_of_one_of_two_instances_under_load(tmp_path: Path) -> None
         await second.stop()
     by_first, by_second = report["targets"]
     assert by_first["ok"] > 0 and by_second["ok"] > 0, report  # both served: before and after the kill
-    # only the sessions in flight on the killed instance end without an answer, and at once: the
-    # socket closes with the process (EOF, no CALLFLOW_STATUS), never a call left to time out
-    assert report["failed"] <= CALLERS, report
+    # only calls connected to the killed instance end without an answer (those in flight, and a
+    # caller's next one if the kernel completed its handshake while the process was being torn
+    # down), and at once: the socket closes with the process (EOF, no CALLFLOW_STATUS), never a call
+    # left to time out
+    assert report["failed"] == by_first["answered"] - by_first["ok"], report
+    assert report["failed"] <= 2 * CALLERS, report
     assert report["not_answered"] == 0, report
     assert set(report["errors"]) <= {"CALLFLOW_STATUS=None"}, report
-    assert report["failed"] == by_first["answered"] - by_first["ok"], report
     # a refused connection moves the call on at once (the dead instance costs a refused connect)
     assert report["failovers"] > 0 and report["failover_ms_max"] < 250, report
     assert acknowledged and len(acknowledged) == report["ok"]
