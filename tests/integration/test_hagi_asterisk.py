@@ -61,13 +61,14 @@ async def test_hagi_moves_calls_to_the_second_instance_when_the_first_is_killed(
     answered = [o for o in outcomes.values() if o[3] in ("OK", "DEGRADED")]
     unanswered = [o for o in outcomes.values() if o[3] == "-"]
     assert len(answered) + len(unanswered) == placed
-    # unanswered: only sessions in flight on the killed instance, all of them started before the kill
-    assert len(unanswered) <= 5 and all(o[0] <= killed_at + 0.05 for o in unanswered), unanswered
+    # unanswered: only sessions connected to the killed instance, started before it was gone
+    # (kill -9 of three processes takes a moment on a busy machine)
+    assert len(unanswered) <= 5 and all(o[0] <= killed_at + 0.5 for o in unanswered), unanswered
     slowest = max(o[1] - o[0] for o in outcomes.values())
     assert slowest < 1.0, f"a call took {slowest:.2f} s: it waited for the dead instance"
     by_first = sum(1 for line in first.log if line.get("event") == "agi session")
     by_second = sum(1 for line in second.log if line.get("event") == "agi session")
-    after_kill = [o for o in answered if o[0] > killed_at + 0.05]
+    after_kill = [o for o in answered if o[0] > killed_at + 0.5]
     assert len(after_kill) >= CALLS_PER_S, "too few calls after the kill to tell"
     # the killed one's last summary lines may be lost with it (written in 50 ms batches, ADR 0053)
     assert by_first > 0 and by_second >= len(after_kill)
