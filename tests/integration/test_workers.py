@@ -155,3 +155,42 @@ async def test_stranded_outbox_files_are_relayed_to_the_end_then_removed(tmp_pat
     relayed = served.worker_lines("stranded outbox relayed to the end and removed")
     assert sorted(Path(line["outbox"]).name for line in relayed) == ["outbox-5.sqlite3", "outbox.sqlite3"]
     assert sorted(p.name for p in data.glob("outbox*.sqlite3")) == ["outbox-0.sqlite3", "outbox-1.sqlite3"]
+
+
+async def test_from_three_workers_to_one_process_no_event_is_left_behind(tmp_path: Path) -> None:
+    """Three workers store events they cannot deliver (no broker) and stop; ``callflow outbox
+    status`` sees the three files; one process started on the same data directory, with the broker,
+    delivers every event and removes the workers' files."""
+    from callflow.domain.envelope import routing_key_for
+    from tests.integration.cli_support import unique_id
+    from tests.integration.serve_support import start_serve
+    from tests.integration.test_drain import event_variables
+
+    customer = unique_id("workers")
+    served = await start_workers(tmp_path, workers=3, amqp_url="amqp://guest:guest@127.0.0.1:1/",
+                                 outbox_flush_timeout_s="0.2")
+    try:
+        results = await asyncio.gather(*(call("127.0.0.1", served.agi_port, route="event",
+                                              variables=event_variables(customer, n)) for n in range(30)))
+        served.signal(signal.SIGTERM)
+        assert await served.wait_exit(40) == 0
+    finally:
+        await served.stop()
+    assert [r.status for r in results] == ["OK"] * 30
+    status = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "callflow", "outbox", "status", "--json", cwd=str(tmp_path),
+        env=serve_env(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    report = json.loads((await status.communicate())[0])
+    assert report["depth"] == 30 and len(report["files"]) == 3, report
+    assert min(f["depth"] for f in report["files"]) > 0, report  # each worker took some calls
+    single = await start_serve(tmp_path)
+    try:
+        data = tmp_path / "data"
+        deadline = asyncio.get_running_loop().time() + 30
+        while list(data.glob("outbox-*.sqlite3")):
+            assert asyncio.get_running_loop().time() < deadline, "the workers' files were not relayed"
+            await asyncio.sleep(0.2)
+    finally:
+        await single.stop()
+    delivered = {json.loads(body)["call_id"] for _, body in await take_all(AMQP_URL, routing_key_for(customer))}
+    assert delivered == {f"1752899481.{n}" for n in range(30)}
