@@ -194,3 +194,30 @@ async def test_from_three_workers_to_one_process_no_event_is_left_behind(tmp_pat
         await single.stop()
     delivered = {json.loads(body)["call_id"] for _, body in await take_all(AMQP_URL, routing_key_for(customer))}
     assert delivered == {f"1752899481.{n}" for n in range(30)}
+
+
+async def test_workers_drain_and_end_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    """kill -9 of the supervisor: its workers drain and end on their own (no orphan keeps serving);
+    a new server on the same data directory then starts."""
+    served = await start_workers(tmp_path)
+    pids = [pid for pid in (await worker_pids(served.http_port)).values() if pid]
+    served.process.send_signal(signal.SIGKILL)
+    await served.wait_exit(10)
+    deadline = asyncio.get_running_loop().time() + 30
+    while any(_alive(pid) for pid in pids):
+        assert asyncio.get_running_loop().time() < deadline, "a worker outlived its supervisor"
+        await asyncio.sleep(0.1)
+    assert len(pids) == 2
+    assert sorted(line["worker"] for line in served.worker_lines("callflow stopped")) == [0, 1]
+    again = await start_workers(tmp_path)
+    await again.stop()
+    assert again.process.returncode == 0
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie left unreaped by whoever inherited it counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
