@@ -30,12 +30,15 @@ TIMEOUT = "no close within timeout"
 
 
 class Conn:
-    __slots__ = ("sock", "call", "bucket", "started", "buffer", "connecting", "waits", "answered_at")
+    __slots__ = ("sock", "call", "bucket", "started", "buffer", "connecting", "waits", "answered_at", "target",
+                 "attempt_at")
 
     def __init__(self, sock: _socket.socket, call: Call, bucket: Optional[Bucket], started: float) -> None:
         self.sock, self.call, self.bucket, self.started = sock, call, bucket, started
         self.buffer = b""
         self.connecting = False
+        self.target = 0  # index in Engine.targets of the server this call is connected to
+        self.attempt_at = started
         # the server's turns: connect -> 1st command, each reply -> next command, last reply -> close
         self.waits: List[float] = []
         self.answered_at = started
@@ -45,8 +48,14 @@ class Engine:
     """Places calls and serves their commands; the drivers below decide when calls start."""
 
     def __init__(self, host: str, port: int, scenario: Scenario, reply_delay_s: float = 0.0,
-                 timeout_s: float = 10.0) -> None:
-        self.addr = (host, port)
+                 timeout_s: float = 10.0, targets: Optional[List[Tuple[str, int]]] = None) -> None:
+        #: servers tried in order, the next one when a connection is refused (Asterisk's hagi://)
+        self.targets = targets or [(host, port)]
+        self.addr = self.targets[0]
+        self.target_calls = [0] * len(self.targets)  # measured calls answered by each target
+        self.target_ok = [0] * len(self.targets)
+        self.failovers: List[float] = []  # per measured call that moved on: seconds lost on refusals
+        self.ok_ids: Optional[List[str]] = None  # unique ids of the measured calls answered right
         self.scenario = scenario
         self.reply_delay_s = reply_delay_s
         self.timeout_s = timeout_s
@@ -86,10 +95,19 @@ class Engine:
     # --- one call -----------------------------------------------------------------------------------
     def start_call(self) -> None:
         call = self.scenario.new_call()
+        now = perf_counter()
+        self._connect(Conn(None, call, self.bucket, now), 0)  # type: ignore[arg-type]
+
+    def _connect(self, conn: Conn, target: int) -> None:
         sock = _socket.socket(_AF_INET, _STREAM_NONBLOCK)  # the C type: no Python wrapper per call
         sock.setsockopt(_TCP, _NODELAY, 1)
-        conn = Conn(sock, call, self.bucket, perf_counter())
-        code = sock.connect_ex(self.addr)
+        conn.sock, conn.target, conn.connecting = sock, target, False
+        if target:
+            conn.attempt_at = perf_counter()  # the refusals before this attempt cost the call that long
+        call = conn.call
+        code = sock.connect_ex(self.targets[target])
+        if code == errno.ECONNREFUSED:
+            return self._refused(conn)
         if code not in (0, errno.EINPROGRESS):
             return self._failed(conn, f"connect: {errno.errorcode.get(code, code)}")
         fd = sock.fileno()
@@ -101,13 +119,24 @@ class Engine:
             conn.connecting = True
             self._epoll.register(fd, _OUT)
         except OSError as exc:
+            if exc.errno == errno.ECONNREFUSED:
+                return self._refused(conn)
             if exc.errno != errno.ENOTCONN:
                 return self._failed(conn, f"connect: {errno.errorcode.get(exc.errno or 0, exc)}")
             conn.connecting = True
             self._epoll.register(fd, _OUT)
 
+    def _refused(self, conn: Conn) -> None:
+        """As res_agi's hagi://: the next target at once; the last one's refusal fails the call."""
+        if conn.target + 1 >= len(self.targets):
+            return self._failed(conn, "connect: ECONNREFUSED")
+        self._forget(conn)
+        self._connect(conn, conn.target + 1)
+
     def _connected(self, fd: int, conn: Conn, events: int) -> None:
         code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code == errno.ECONNREFUSED:
+            return self._refused(conn)
         if code or events & _ERR:
             return self._failed(conn, f"connect: {errno.errorcode.get(code, code)}")
         conn.connecting = False
@@ -154,10 +183,20 @@ class Engine:
             status = call.channel.set_by_server.get("CALLFLOW_STATUS")
             error = error or self.scenario.check(call)
             bucket.record(now - conn.started, status, error, call.channel.commands)
+            if len(self.targets) > 1:
+                self._count_target(conn, error is None)
+            if error is None and self.ok_ids is not None:
+                self.ok_ids.append(call.channel.uniqueid)
             conn.waits.append(now - conn.answered_at)
             bucket.record_waits(conn.waits)
         if now < self.callers_until:
             self.start_call()
+
+    def _count_target(self, conn: Conn, ok: bool) -> None:
+        self.target_calls[conn.target] += 1
+        self.target_ok[conn.target] += ok
+        if conn.target:
+            self.failovers.append(conn.attempt_at - conn.started)
 
     def _failed(self, conn: Conn, error: str) -> None:
         """The call never reached an end the server chose (refused, timed out)."""

@@ -6,6 +6,10 @@ seconds it measures for ``--duration`` seconds: calls started in that window are
 CPU of the ``--watch-pid`` processes is read at the window's edges. Prints one JSON object.
 
     python -m bench.loadgen --port 4573 --route checkphone --concurrency 100 --duration 5
+
+``--targets HOST:PORT,HOST:PORT`` plays Asterisk's ``hagi://`` (res_agi's ``launch_ha_netscript``):
+each call connects to the first target, to the next one when the connection is refused, and the
+report says how many calls each target answered and how long the refusals cost a call.
 """
 from __future__ import annotations
 
@@ -19,14 +23,17 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from bench import procstat
 from bench.engine import Engine
-from bench.recorder import Bucket
+from bench.recorder import Bucket, percentile
 from bench.scenarios import SCENARIOS, build_scenario
 
 
 def run_load(args: argparse.Namespace) -> Dict[str, Any]:
     scenario = build_scenario(args.route, args.host, args.port, args.customer, args.floor)
-    engine = Engine(args.host, args.port, scenario, args.reply_delay_us / 1e6, args.timeout)
+    targets = _targets(args.targets) if args.targets else None
+    engine = Engine(args.host, args.port, scenario, args.reply_delay_us / 1e6, args.timeout, targets=targets)
     engine.max_in_flight = args.max_in_flight
+    if args.ok_ids:
+        engine.ok_ids = []
     watched: List[int] = args.watch_pid or []
     services = dict(_named_pid(spec) for spec in args.service_pid or [])
     window_start = time.perf_counter() + args.warmup
@@ -61,10 +68,28 @@ def run_load(args: argparse.Namespace) -> Dict[str, Any]:
         result["server_cpu_util"] = round(cpu / bucket.seconds, 3)
         result["server_cpu_ms_per_call"] = round(cpu * 1000 / bucket.calls, 4) if bucket.calls else None
         result["server_peak_rss_mb"] = procstat.peak_rss_mb(watched)
+    if targets:
+        result["targets"] = [{"target": f"{host}:{port}", "answered": engine.target_calls[i], "ok": engine.target_ok[i]}
+                             for i, (host, port) in enumerate(targets)]
+        hops = sorted(engine.failovers)
+        result["failovers"] = len(hops)
+        result["failover_ms_max"] = round(hops[-1] * 1000, 3) if hops else None
+        result["failover_ms_p99"] = round(percentile(hops, 0.99) * 1000, 3) if hops else None
+    if args.ok_ids:
+        with open(args.ok_ids, "w", encoding="utf-8") as out:
+            out.write("".join(f"{unique_id}\n" for unique_id in engine.ok_ids or []))
     if services and bucket.calls:  # shared with anything else using them meanwhile
         result["services_cpu_ms_per_call"] = {
             name: round((services1[name] - services0[name]) * 1000 / bucket.calls, 4) for name in services}
     return result
+
+
+def _targets(spec: str) -> List[Tuple[str, int]]:
+    found = []
+    for item in spec.split(","):
+        host, _, port = item.strip().rpartition(":")
+        found.append((host or "127.0.0.1", int(port)))
+    return found
 
 
 def _named_pid(spec: str) -> Tuple[str, int]:
@@ -85,6 +110,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench.loadgen", description=__doc__.splitlines()[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=4573)
+    p.add_argument("--targets", metavar="HOST:PORT,...",
+                   help="hagi:// mode: try these servers in order, the next when one refuses (overrides --port)")
+    p.add_argument("--ok-ids", metavar="FILE", help="write the unique ids of the measured calls answered right")
     p.add_argument("--route", choices=sorted(SCENARIOS), default="checkphone")
     p.add_argument("--floor", action="store_true", help="only check CALLFLOW_STATUS=OK (floor server)")
     load = p.add_mutually_exclusive_group()

@@ -60,6 +60,13 @@ class Settings(BaseSettings):
                     "new calls of that route get its fallback (overloaded) at once instead of full work.",
     )
 
+    # --- worker processes ----------------------------------------------------------------------
+    workers: str = Field(
+        "1", pattern=r"^\s*(auto|[1-9][0-9]*)\s*$",
+        description="Worker processes sharing the AGI port: 1 (one process, no supervisor), a number, "
+                    "or auto (one per usable core).",
+    )
+
     # --- Redis --------------------------------------------------------------------------------
     redis_url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"), description="Redis URL.")
     redis_timeout_ms: int = Field(300, ge=1, description="Timeout of one Redis round trip.")
@@ -245,6 +252,14 @@ class Settings(BaseSettings):
     @property
     def outbox_file(self) -> Path:
         return self.outbox_path or self.data_dir / "outbox.sqlite3"
+
+    @property
+    def worker_count(self) -> int:
+        """``workers`` as a number: ``auto`` is the cores this process may run on."""
+        value = self.workers.strip()
+        if value == "auto":
+            return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        return int(value)
 
     @property
     def log_path(self) -> Path:

@@ -2,6 +2,11 @@
 
 Adapters and entrypoints record into these; ``entrypoints/http.py`` exposes them on /metrics.
 Kept outside the hexagon's layers so any outer layer may import it; domain and service_layer never do.
+With worker processes (ADR 0110) each worker writes its values to files under
+``PROMETHEUS_MULTIPROC_DIR`` and the supervisor's /metrics adds them up: counters and histograms
+are summed; each gauge's ``multiprocess_mode`` says how it combines over the live workers. A gauge
+read at scrape time (``set_function``) has no value in the supervisor: ``entrypoints/worker.py``
+writes it periodically (add it there).
 """
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 SESSIONS_IN_FLIGHT = Gauge(
-    "callflow_agi_sessions_in_flight", "AGI sessions being served now", registry=REGISTRY
+    "callflow_agi_sessions_in_flight", "AGI sessions being served now", registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 SESSION_SECONDS = Histogram(
     "callflow_agi_session_seconds",
@@ -44,7 +50,7 @@ REJECTED_CONNECTIONS = Counter(
 )
 EVENT_LOOP_LAG = Gauge(
     "callflow_event_loop_lag_seconds", "How far behind the event loop runs (the AGI server sheds calls past a share of the deadline)",
-    registry=REGISTRY,
+    registry=REGISTRY, multiprocess_mode="livemax",
 )
 REDIS_SECONDS = Histogram(
     "callflow_redis_seconds", "Redis round trip time", ["op"], buckets=_LATENCY_BUCKETS, registry=REGISTRY
@@ -62,11 +68,13 @@ PUBLISH_ERRORS = Counter(
 EVENTS_PUBLISHED = Counter(
     "callflow_events_published_total", "Events confirmed by the broker", ["kind"], registry=REGISTRY
 )
-OUTBOX_DEPTH = Gauge("callflow_outbox_depth", "Events held in the local outbox, not yet confirmed", registry=REGISTRY)
+OUTBOX_DEPTH = Gauge("callflow_outbox_depth", "Events held in the local outbox, not yet confirmed", registry=REGISTRY,
+                     multiprocess_mode="livesum")
 OUTBOX_USABLE = Gauge(
     "callflow_outbox_usable",
     "1 when the outbox is open and its last write succeeded, 0 when events are refused (see /readyz for why)",
     registry=REGISTRY,
+    multiprocess_mode="livemin",  # with workers: 0 when any live worker's outbox refuses events
 )
 
 # --- RabbitMQ nodes and queue types (ADR 0105, 0106) ---------------------------------------------
@@ -75,6 +83,7 @@ AMQP_NODE_CONNECTED = Gauge(
     "1 for the broker node (host:port of CALLFLOW_AMQP_URL) the publisher is connected to, 0 for the others",
     ["node"],
     registry=REGISTRY,
+    multiprocess_mode="livesum",  # with workers: how many live workers are connected to that node
 )
 AMQP_CONNECTIONS = Counter(
     "callflow_amqp_connections_total",
@@ -88,6 +97,7 @@ AMQP_QUEUE_REFUSED = Gauge(
     "CALLFLOW_AMQP_QUEUE_TYPE or other arguments, or its node is down); its events wait in the outbox",
     ["queue"],
     registry=REGISTRY,
+    multiprocess_mode="livemax",  # with workers: 1 while any live worker is refused the queue
 )
 
 # --- event route ------------------------------------------------------------------------------

@@ -105,3 +105,22 @@ def test_the_floor_with_checkphone_answers_sends_four_commands_one_at_a_time() -
     summary = bucket.summary()
     assert summary["calls"] > 20 and summary["failed"] == 0, summary
     assert summary["commands_per_call"] == 4
+
+
+def test_targets_mode_moves_on_when_a_target_refuses(floor_port: int) -> None:
+    """hagi:// as res_agi does it: a refused first target, each call answered by the second."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = closed.getsockname()[1]  # bound, never listening: connections to it are refused
+        scenario = build_scenario("checkphone", "127.0.0.1", floor_port, floor=True)
+        engine = Engine("127.0.0.1", 0, scenario, targets=[("127.0.0.1", dead), ("127.0.0.1", floor_port)])
+        engine.ok_ids = []
+        engine.bucket = bucket = Bucket("checkphone")
+        engine.closed_loop(4, perf_counter() + 0.3)
+        engine.run(perf_counter() + 0.3)
+        engine.bucket = None
+        engine.drain(6)
+    assert bucket.calls > 20 and bucket.ok == bucket.calls, bucket.summary()
+    assert engine.target_calls == [0, bucket.calls] and engine.target_ok == [0, bucket.calls]
+    assert len(engine.failovers) == bucket.calls and max(engine.failovers) < 0.25
+    assert len(engine.ok_ids) == bucket.calls

@@ -88,3 +88,25 @@ def test_an_outbox_that_cannot_be_opened_exits_3(outbox_file: Path, capsys) -> N
     outbox_file.mkdir(parents=True)
     assert main(["outbox", "status"]) == 3
     assert "callflow outbox status:" in capsys.readouterr().err
+
+
+async def test_sees_every_worker_outbox_and_their_total(outbox_file: Path, capsys) -> None:
+    """With worker files beside the base one, each is listed; depth and oldest age are over all."""
+    outboxes = [SQLiteOutbox(outbox_file.with_name(f"outbox-{slot}.sqlite3"), SystemClock()) for slot in (0, 1)]
+    for outbox in outboxes:
+        await outbox.open()
+    try:
+        await outboxes[0].put(envelope(1))
+        for n in range(2, 5):
+            await outboxes[1].put(envelope(n))
+        report = await status(capsys)
+        assert report["depth"] == 4 and report["oldest_age_s"] is not None
+        assert [(f["location"].rsplit("/", 1)[1], f["depth"]) for f in report["files"]] == [
+            ("outbox-0.sqlite3", 1), ("outbox-1.sqlite3", 3)]
+        await asyncio.to_thread(main, ["outbox", "status"])
+        text = capsys.readouterr().out
+        assert "outbox-1.sqlite3\nwaiting: 3 event(s)" in text and "total:   2 files" in text
+        assert "waiting: 4 event(s)" in text
+    finally:
+        for outbox in outboxes:
+            await outbox.close()

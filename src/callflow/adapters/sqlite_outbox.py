@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from callflow import metrics
-from callflow.adapters.sqlite_outbox_store import OutboxStore
+from callflow.adapters.sqlite_outbox_store import OutboxInUse, OutboxStore
 from callflow.adapters.sqlite_outbox_worker import STOP, OutboxOp, OutboxWorker, Settled
 from callflow.domain.envelope import EventEnvelope
 from callflow.logging import get_logger
@@ -36,18 +36,25 @@ class SQLiteOutbox:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._failure: Optional[str] = "outbox not opened"
         self._write_failure: Optional[str] = None  # the last put failed (disk full, I/O error): not ready
+        self.in_use = False  # open() failed because another process holds the file
         self._depth = 0
 
-    async def open(self) -> None:
-        """Open and check the file; on failure log it clearly and refuse every put (never lose silently)."""
+    async def open(self, quiet_when_in_use: bool = False) -> bool:
+        """Open and check the file; on failure log it clearly and refuse every put (never lose silently).
+
+        ``quiet_when_in_use``: a file another process holds is not an error (a stranded outbox another
+        worker relays already, ADR 0111): False without a log line. True when open."""
         self._loop = asyncio.get_running_loop()
         try:
             store = await self._loop.run_in_executor(None, OutboxStore.open, self.path, self._synchronous)
         except OutboxUnavailable as exc:
             self._failure = str(exc)
+            self.in_use = isinstance(exc, OutboxInUse)
+            if quiet_when_in_use and self.in_use:
+                return False
             metrics.OUTBOX_USABLE.set(0)
             _log.error("outbox unusable: events will be refused until it is fixed", reason=self._failure)
-            return
+            return False
         self._depth = store.count()
         self._failure = None
         worker = OutboxWorker(store, self._ops, self._report, self._max_batch, self._forget_delay_s)
@@ -55,6 +62,7 @@ class SQLiteOutbox:
         self._thread.start()
         metrics.OUTBOX_USABLE.set(1)
         _log.info("outbox open", path=str(self.path), depth=self._depth, synchronous=self._synchronous)
+        return True
 
     @property
     def failure(self) -> Optional[str]:

@@ -30,6 +30,10 @@ class NotAnOutbox(OutboxUnavailable):
     """The file is there and readable, but is not an outbox (corrupt, another database)."""
 
 
+class OutboxInUse(OutboxUnavailable):
+    """The file's lock is held by another process (a server, or a worker relaying it)."""
+
+
 class OutboxStore:
     """One SQLite connection to the outbox file; not thread-safe (its owner is one thread)."""
 
@@ -129,7 +133,7 @@ def _hold_lock(path: Path) -> IO[str]:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         lock.close()
-        raise OutboxUnavailable(f"outbox {path} is in use by another callflow process") from None
+        raise OutboxInUse(f"outbox {path} is in use by another callflow process") from None
     return lock
 
 

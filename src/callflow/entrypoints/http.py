@@ -128,6 +128,10 @@ class OpsHttpServer:
         report = dict(zip(names, results))
         return (not self.draining and all(r == "ok" for r in results)), report
 
+    async def liveness(self) -> Tuple[bool, bytes]:
+        """/healthz: this loop answers (a supervisor of workers asks each of them, ADR 0112)."""
+        return True, b"ok\n"
+
     async def _run_check(self, check: ReadinessCheck) -> str:
         try:
             ok = await asyncio.wait_for(check(), self._check_timeout_s)
@@ -199,7 +203,8 @@ class OpsHttpServer:
         if path == "/metrics":
             return 200, CONTENT_TYPE_LATEST, generate_latest(self._registry)
         if path == "/healthz":
-            return 200, _TEXT, b"ok\n"
+            alive, text = await self.liveness()
+            return (200 if alive else 503), _TEXT, text
         if path == "/readyz":
             ready, report = await self.readiness()
             body = json.dumps({"ready": ready, "draining": self.draining, "checks": report}) + "\n"

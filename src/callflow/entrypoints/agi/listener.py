@@ -18,8 +18,11 @@ from callflow.entrypoints.agi.observe import log
 _PAUSE_S = 1.0  # out of file descriptors: stop accepting this long (asyncio does the same)
 
 
-def bind(host: str, port: int, backlog: int) -> List[socket.socket]:
-    """Non-blocking listening sockets for every address of ``host`` (``OSError`` when one cannot bind)."""
+def bind(host: str, port: int, backlog: int, reuse_port: bool = False) -> List[socket.socket]:
+    """Non-blocking listening sockets for every address of ``host`` (``OSError`` when one cannot bind).
+
+    ``reuse_port``: ``SO_REUSEPORT``, so that worker processes listen on one port and the kernel
+    spreads the connections over them (ADR 0110)."""
     sockets: List[socket.socket] = []
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     try:
@@ -27,6 +30,8 @@ def bind(host: str, port: int, backlog: int) -> List[socket.socket]:
             sock = socket.socket(family, kind, proto)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)

@@ -33,8 +33,9 @@ _GONE = object()
 class AgiServer:
     """Accepts Asterisk's connections and serves each with its route (async context manager)."""
 
-    def __init__(self, settings: Settings, routes: RouteTable) -> None:
+    def __init__(self, settings: Settings, routes: RouteTable, reuse_port: bool = False) -> None:
         self._settings = settings
+        self._reuse_port = reuse_port  # a worker process: the port is shared with the other workers
         self._limits = AgiLimits.from_settings(settings)
         self._lag = LoopLag()
         self._app = FastAgiApplication(self._limits)
@@ -72,7 +73,7 @@ class AgiServer:
     async def start(self) -> Tuple[str, int]:
         """Bind ``agi_host:agi_port`` and start accepting; returns the first address bound."""
         settings, limits = self._settings, self._limits
-        sockets = bind(settings.agi_host, settings.agi_port, settings.listen_backlog)
+        sockets = bind(settings.agi_host, settings.agi_port, settings.listen_backlog, self._reuse_port)
         loop = asyncio.get_running_loop()
         self._listener = Listener(lambda: AgiConnection(self, limits, loop), sockets,
                                   batch=min(ACCEPT_BATCH, settings.max_header_connections))

@@ -6,6 +6,9 @@ rest, shut the clients down, exit 0. Runs on uvloop when it is installed (a defa
 Settings are checked before anything starts (a bad one: one line, exit 2). A signal during start-up
 stops it where it is and exits 0; a start-up that fails or does not finish within
 ``STARTUP_TIMEOUT_S`` is logged on one line and exits 1 (ADR 0081).
+
+With ``--workers N`` (``CALLFLOW_WORKERS``) above 1, a supervisor runs N such servers as worker
+processes on one port (``entrypoints/supervisor.py``, ADR 0110).
 """
 from __future__ import annotations
 
@@ -13,9 +16,12 @@ import argparse
 import asyncio
 import gc
 import inspect
+import re
 import signal
-from typing import Any, Awaitable, Callable, Dict, Optional, Tuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Optional, Tuple
 
+from callflow.adapters.outbox_files import ServeLock, StrandedOutboxes
 from callflow.config import Settings
 from callflow.containers import build_application
 from callflow.entrypoints.agi.routes import build_routes
@@ -25,6 +31,9 @@ from callflow.entrypoints.commands.config import load_settings
 from callflow.entrypoints.descriptors import fit_to_descriptors
 from callflow.entrypoints.http import OpsHttpServer, ReadinessCheck, broker_check, outbox_check, redis_check
 from callflow.logging import configure_logging, flush_logs, get_logger
+
+if TYPE_CHECKING:
+    from callflow.entrypoints.worker import WorkerSlot
 
 _log = get_logger("callflow.serve")
 #: how late a routine log line may reach its sinks; warnings and worse go at once (ADR 0053)
@@ -46,7 +55,19 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                                    description="Run the FastAGI server until SIGTERM (then drain and exit 0).")
     parser.add_argument("--host", help="address to listen on (default CALLFLOW_AGI_HOST)")
     parser.add_argument("--port", type=_port, help="FastAGI port (default CALLFLOW_AGI_PORT; 0 = any free port)")
+    parser.add_argument("--workers", type=_workers, metavar="N|auto",
+                        help="worker processes sharing the AGI port (default CALLFLOW_WORKERS; auto = usable cores)")
+    # how a supervisor starts its workers (entrypoints/worker.py), not for operators
+    parser.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
     parser.set_defaults(func=_serve)
+
+
+def _workers(value: str) -> str:
+    if not re.fullmatch(r"auto|[1-9][0-9]*", value.strip()):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of workers (1, 2, ... or auto)")
+    return value.strip()
 
 
 def _port(text: str) -> int:
@@ -61,13 +82,46 @@ def _port(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    overrides = {name: value for name, value in (("agi_host", args.host), ("agi_port", args.port))
-                 if value is not None}
+    overrides = {name: value for name, value in (("agi_host", args.host), ("agi_port", args.port),
+                                                  ("workers", args.workers)) if value is not None}
     settings = load_settings().model_copy(update=overrides)
+    if args.worker_slot is not None:
+        return _serve_worker(settings, args)
+    if settings.worker_count > 1:
+        from callflow.entrypoints.supervisor import run_supervisor
+
+        return run_supervisor(settings)
     _configure_logging(settings)
     settings = fit_to_descriptors(settings, _log)
+    lock = ServeLock(settings.outbox_file)
+    refused = lock.acquire()
+    if refused is not None:
+        _log.error("callflow serve refused: " + refused)
+        flush_logs()
+        return 1
     try:
         return run_loop(serve(settings))
+    finally:
+        lock.release()
+        flush_logs()
+
+
+def _serve_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """One worker of a supervisor (ADR 0110)."""
+    import structlog
+
+    from callflow.entrypoints.worker import WorkerSlot
+
+    worker = WorkerSlot(args.worker_slot, settings.worker_count, args.supervisor_pid, args.run_dir,
+                        settings.outbox_file)
+    worker.follow_supervisor()
+    settings = worker.settings_for(settings)
+    structlog.contextvars.bind_contextvars(worker=worker.slot)
+    _configure_logging(settings)
+    settings = fit_to_descriptors(settings, _log)
+    worker.wait_for_outbox(settings.outbox_file, settings.drain_timeout_s + settings.outbox_flush_timeout_s + 10)
+    try:
+        return run_loop(serve(settings, worker=worker))
     finally:
         flush_logs()
 
@@ -105,15 +159,17 @@ class StartupFailed(Exception):
         self.event, self.fields = event, fields
 
 
-async def serve(settings: Settings, stop: Optional[asyncio.Event] = None) -> int:
+async def serve(settings: Settings, stop: Optional[asyncio.Event] = None, worker: "Optional[WorkerSlot]" = None) -> int:
     """Serve until ``stop`` is set (by SIGTERM/SIGINT when not given), then drain; returns 0.
 
     A stop during start-up ends it there (0); a start-up that fails or hangs returns 1.
+    ``worker``: this is one worker of a supervisor (the port is shared, ADR 0110).
     """
     stop = stop or _stop_on_signals()
     app = build_application(settings)
+    relays: Dict[str, StrandedOutboxes] = {}  # the stranded outboxes' relay, once start-up got that far
     try:
-        started = await _start_unless_stopped(_start(settings, app, stop), stop)
+        started = await _start_unless_stopped(_start(settings, app, stop, worker, relays), stop)
         if started is None:
             _log.info("callflow stopped during start-up")
             return 0
@@ -129,12 +185,17 @@ async def serve(settings: Settings, stop: Optional[asyncio.Event] = None) -> int
         _log.error(failure.event, **failure.fields)
         return 1
     finally:
+        if worker is not None:
+            await worker.stopped()
+        if "stranded" in relays:
+            await relays["stranded"].stop()
         await _shut_down(app, settings.outbox_flush_timeout_s + SHUTDOWN_MARGIN_S)
     _log.info("callflow stopped")
     return 0
 
 
-async def _start(settings: Settings, app: Any, stop: asyncio.Event) -> Tuple[AgiServer, Optional[OpsHttpServer]]:
+async def _start(settings: Settings, app: Any, stop: asyncio.Event, worker: "Optional[WorkerSlot]",
+                 relays: Dict[str, StrandedOutboxes]) -> Tuple[AgiServer, Optional[OpsHttpServer]]:
     """Open the clients, build the routes, listen. A stop is obeyed between steps; once listening,
     ``serve`` drains as after any stop."""
     await _maybe_await(app.init_resources())
@@ -144,13 +205,16 @@ async def _start(settings: Settings, app: Any, stop: asyncio.Event) -> Tuple[Agi
         raise StartupFailed("cannot serve: the outbox is unusable", reason=unusable)
     routes = await build_routes(app, settings)
     _unless_stopped(stop)
-    agi = AgiServer(settings, routes)
+    agi = AgiServer(settings, routes, reuse_port=worker is not None)
     try:
         host, port = await agi.start()
     except OSError as error:
         raise StartupFailed("cannot listen for FastAGI", host=settings.agi_host, port=settings.agi_port,
                             error=str(error)) from None
     ops = await start_ops_http(settings, app, agi)
+    relays["stranded"] = await relay_stranded_outboxes(settings, app, worker)
+    if worker is not None:
+        await worker.started(agi, ops)
     settle_garbage_collector()
     _log.info("callflow serving", agi=f"{host}:{port}", event_loop=type(asyncio.get_running_loop()).__module__,
               http=f"{settings.http_host}:{ops.port}" if ops else "off")
@@ -226,6 +290,16 @@ async def start_ops_http(settings: Settings, app: Any, agi: AgiServer) -> Option
                    error=str(error))
         return None
     return ops
+
+
+async def relay_stranded_outboxes(settings: Settings, app: Any, worker: "Optional[WorkerSlot]") -> StrandedOutboxes:
+    """Outbox files no slot of this server writes (fewer workers than before), relayed to the end (ADR 0111)."""
+    base = worker.base_outbox if worker is not None else settings.outbox_file
+    stranded = StrandedOutboxes(base, worker.workers if worker is not None else 1,
+                                await app.adapters.event_publisher(), app.adapters.clock(),
+                                settings.outbox_synchronous, settings.publish_max_in_flight)
+    stranded.start()
+    return stranded
 
 
 async def readiness_checks(app: Any) -> Dict[str, ReadinessCheck]:
