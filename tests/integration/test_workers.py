@@ -86,7 +86,8 @@ async def test_sigterm_drains_sessions_on_every_worker_and_exits_0(tmp_path: Pat
     """SIGTERM with slow calls in flight on both workers: every call answered, exit status 0."""
     served = await start_workers(tmp_path, checkphone_deadline_ms="8000")
     try:
-        calls = asyncio.ensure_future(checkphone_calls(served.agi_port, 40, reply_delay=0.15, timeout=30))
+        # one EXEC MSet answers a call: a slow reply keeps the calls in flight long enough to be seen
+        calls = asyncio.ensure_future(checkphone_calls(served.agi_port, 40, reply_delay=1.5, timeout=30))
         deadline = asyncio.get_running_loop().time() + 10
         while sample(await metric_samples(served.http_port), "callflow_agi_sessions_in_flight") < 20:
             assert asyncio.get_running_loop().time() < deadline, "the calls were never in flight together"

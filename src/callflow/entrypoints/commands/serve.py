@@ -92,13 +92,13 @@ def _serve(args: argparse.Namespace) -> int:
 
         return run_supervisor(settings)
     _configure_logging(settings)
-    settings = fit_to_descriptors(settings, _log)
     lock = ServeLock(settings.outbox_file)
     refused = lock.acquire()
     if refused is not None:
         _log.error("callflow serve refused: " + refused)
         flush_logs()
         return 1
+    settings = fit_to_descriptors(settings, _log)
     try:
         return run_loop(serve(settings))
     finally:
