@@ -91,3 +91,32 @@ def test_run_directories_of_dead_supervisors_are_removed(tmp_path: Path) -> None
             (run_dir / "supervisor.pid").write_text(pid)
     remove_stale_run_dirs(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{RUN_DIR_PREFIX}foreign", f"{RUN_DIR_PREFIX}live"]
+
+
+async def test_the_supervisors_ops_port_keeps_the_allowlist_and_the_connection_cap(tmp_path: Path) -> None:
+    """The supervisor answers the operator's port in place of the workers: the same
+    CALLFLOW_HTTP_ALLOWED_NETWORKS (loopback always) and CALLFLOW_HTTP_MAX_CONNECTIONS as a single
+    server (ADR 0082)."""
+    import asyncio
+    import shutil
+
+    from callflow.entrypoints.supervisor import Supervisor
+
+    settings = Settings(_env_file=None, http_host="127.0.0.1", http_port=0, http_allowed_networks="10.0.0.0/8",
+                        http_max_connections=3, outbox_path=str(tmp_path / "outbox.db"))
+    supervisor = Supervisor(settings, 2)
+    ops = await supervisor._start_http()
+    try:
+        assert ops is not None
+        assert ops._waiting.limit == 3
+        assert ops._sources is not None
+        assert ops._sources.allows("10.1.2.3") and not ops._sources.allows("192.168.1.5")
+        reader, writer = await asyncio.open_connection("127.0.0.1", ops.port)
+        writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+        reply = await asyncio.wait_for(reader.read(), 2.0)
+        writer.close()
+        assert reply.startswith(b"HTTP/1.1 200") and b"callflow_workers 0.0" in reply
+    finally:
+        if ops is not None:
+            await ops.stop()
+        shutil.rmtree(supervisor.run_dir, ignore_errors=True)

@@ -30,12 +30,11 @@ from typing import List, Optional, Tuple
 
 from prometheus_client.multiprocess import mark_process_dead
 
-from callflow.adapters.outbox_files import ServeLock
 from callflow.config import Settings
-from callflow.entrypoints.commands.serve import LOG_BATCH_S, run_loop
+from callflow.entrypoints.commands.serve import acquire_serve_lock, configure_serve_logging, run_loop
 from callflow.entrypoints.http import OpsHttpServer
 from callflow.entrypoints.supervisor_http import SupervisorHttp
-from callflow.logging import configure_logging, flush_logs, get_logger
+from callflow.logging import flush_logs, get_logger
 
 _log = get_logger("callflow.supervisor")
 #: a worker that dies younger than this is restarted after a doubling back-off
@@ -47,16 +46,9 @@ RUN_DIR_PREFIX = "callflow-workers-"
 
 
 def run_supervisor(settings: Settings) -> int:
-    try:
-        configure_logging(settings.log_level, log_file=settings.log_path, fmt=settings.log_format, batch_s=LOG_BATCH_S)
-    except OSError as error:
-        configure_logging(settings.log_level, log_file=None, fmt=settings.log_format, batch_s=LOG_BATCH_S)
-        _log.warning("log file unusable, logging to the console only", path=str(settings.log_path), error=str(error))
-    lock = ServeLock(settings.outbox_file)
-    refused = lock.acquire()
-    if refused is not None:
-        _log.error("callflow serve refused: " + refused)
-        flush_logs()
+    configure_serve_logging(settings)
+    lock = acquire_serve_lock(settings)
+    if lock is None:
         return 1
     try:
         return run_loop(_supervise(settings))
@@ -302,8 +294,9 @@ class Supervisor:
 
     # --- the operator's HTTP ------------------------------------------------------------------------
     async def _start_http(self) -> Optional[OpsHttpServer]:
-        ops = SupervisorHttp(self.settings.http_host, self.settings.http_port, self.metrics_dir,
-                             lambda: self.workers, lambda: self.restarts)
+        s = self.settings
+        ops = SupervisorHttp(s.http_host, s.http_port, self.metrics_dir, lambda: self.workers, lambda: self.restarts,
+                             max_connections=s.http_max_connections, allowed=s.http_allowed_network_list)
         try:
             await ops.start()
         except OSError as error:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from callflow.entrypoints.agi.access import IpNetwork
 from callflow.entrypoints.http import OpsHttpServer
 
 PROBE_TIMEOUT_S = 1.0
@@ -27,11 +28,13 @@ Workers = Callable[[], List[Any]]  # each with slot, pid, alive, http_port
 class SupervisorHttp(OpsHttpServer):
     """The operator's port, answered by asking the workers."""
 
-    def __init__(self, host: str, port: int, metrics_dir: Path, workers: Workers, restarts: Callable[[], int]) -> None:
+    def __init__(self, host: str, port: int, metrics_dir: Path, workers: Workers, restarts: Callable[[], int],
+                 max_connections: int = 64, allowed: Optional[Sequence[IpNetwork]] = None) -> None:
         registry = CollectorRegistry(auto_describe=True)
         MultiProcessCollector(registry, path=str(metrics_dir))
         registry.register(_SupervisorCollector(workers, restarts))
-        super().__init__(host, port, registry=registry)
+        # the same connection cap and source networks as a single server's port (ADR 0082)
+        super().__init__(host, port, registry=registry, max_connections=max_connections, allowed=allowed)
         self._workers = workers
 
     async def readiness(self) -> Tuple[bool, Dict[str, Any]]:  # type: ignore[override]

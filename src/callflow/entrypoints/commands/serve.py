@@ -91,12 +91,9 @@ def _serve(args: argparse.Namespace) -> int:
         from callflow.entrypoints.supervisor import run_supervisor
 
         return run_supervisor(settings)
-    _configure_logging(settings)
-    lock = ServeLock(settings.outbox_file)
-    refused = lock.acquire()
-    if refused is not None:
-        _log.error("callflow serve refused: " + refused)
-        flush_logs()
+    configure_serve_logging(settings)
+    lock = acquire_serve_lock(settings)
+    if lock is None:
         return 1
     settings = fit_to_descriptors(settings, _log)
     try:
@@ -117,7 +114,7 @@ def _serve_worker(settings: Settings, args: argparse.Namespace) -> int:
     worker.follow_supervisor()
     settings = worker.settings_for(settings)
     structlog.contextvars.bind_contextvars(worker=worker.slot)
-    _configure_logging(settings)
+    configure_serve_logging(settings)
     settings = fit_to_descriptors(settings, _log)
     worker.wait_for_outbox(settings.outbox_file, settings.drain_timeout_s + settings.outbox_flush_timeout_s + 10)
     try:
@@ -126,13 +123,26 @@ def _serve_worker(settings: Settings, args: argparse.Namespace) -> int:
         flush_logs()
 
 
-def _configure_logging(settings: Settings) -> None:
+def configure_serve_logging(settings: Settings) -> None:
+    """Logging for a long-running server (a single one, a supervisor or a worker): batched lines,
+    the log file rotated as the settings say, the console alone when the file cannot be opened."""
     try:
         configure_logging(settings.log_level, log_file=settings.log_path, fmt=settings.log_format,
                           batch_s=LOG_BATCH_S, max_bytes=settings.log_max_bytes, backups=settings.log_backups)
     except OSError as error:  # an unwritable log directory must not keep calls from being served
         configure_logging(settings.log_level, log_file=None, fmt=settings.log_format, batch_s=LOG_BATCH_S)
         _log.warning("log file unusable, logging to the console only", path=str(settings.log_path), error=str(error))
+
+
+def acquire_serve_lock(settings: Settings) -> Optional[ServeLock]:
+    """The outbox files' serve lock, held; ``None`` when another server holds it (logged: only that)."""
+    lock = ServeLock(settings.outbox_file)
+    refused = lock.acquire()
+    if refused is None:
+        return lock
+    _log.error("callflow serve refused: " + refused)
+    flush_logs()
+    return None
 
 
 def run_loop(main: Awaitable[int]) -> int:
