@@ -4,7 +4,8 @@ dnsmasq serves the SRV records on a loopback address of its own (port 53 there);
 a private mount namespace whose ``/etc/resolv.conf`` names that address, so nothing of the
 machine's resolver changes. Calls are placed with call files; each call's dialplan writes one line
 (its times, ``AGISTATUS``, ``CALLFLOW_STATUS``, ``PHONE_POLICY``) to a file named after its unique id.
-Needs root (Asterisk, the mount namespace, port 53), dnsmasq and unshare: ``available()`` says.
+Needs root (Asterisk, the mount namespace, port 53), dnsmasq and unshare: ``available()`` says;
+``install_if_missing()`` installs what it can first.
 """
 from __future__ import annotations
 
@@ -31,6 +32,20 @@ def available() -> str:
     if not ASTERISK.exists():
         return f"{ASTERISK} is not installed (see the project's Asterisk notes)"
     return ""
+
+
+def install_if_missing() -> str:
+    """``available()`` after ``scripts/asterisk install`` (Asterisk and dnsmasq-base) when something
+    is missing and this is root; why not, when it still cannot run."""
+    from bench.pbx import INSTALL_SCRIPT
+
+    why = available()
+    if why and os.geteuid() == 0:
+        result = subprocess.run([str(INSTALL_SCRIPT), "install"], capture_output=True, text=True, timeout=900)
+        why = available()
+        if why and result.returncode != 0:
+            why += f"; scripts/asterisk install: {(result.stderr or result.stdout).strip()[-400:]}"
+    return why
 
 
 class Dnsmasq:
