@@ -53,3 +53,31 @@ async def test_cluster_gives_a_cluster_client_and_its_own_batcher_and_lists() ->
         assert isinstance(phone_lists_for(client, batcher), ClusterPhoneLists)
     finally:
         await close_client(client)
+
+
+async def test_every_topology_retries_with_the_asyncio_retry_class() -> None:
+    """An asyncio client given redis-py's synchronous Retry warns on every pool it builds (and, with a
+    custom retry, drops it): each topology must hand its clients the asyncio class."""
+    import warnings
+
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    urls = ("redis://127.0.0.1:6390/0", "redis+sentinel://127.0.0.1:26390/calls/0",
+            "redis+cluster://127.0.0.1:7390")
+    for url in urls:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            client = make_client(url, timeout_s=0.3, max_connections=2)
+        try:
+            if isinstance(client, RedisCluster):
+                retries = [client.retry]
+            else:
+                pool = client.connection_pool
+                retries = [pool.connection_kwargs["retry"]]
+                manager = getattr(pool, "sentinel_manager", None)
+                if manager is not None:
+                    retries += [s.connection_pool.connection_kwargs["retry"] for s in manager.sentinels]
+            for retry in retries:
+                assert isinstance(retry, AsyncRetry), (url, retry)
+        finally:
+            await close_client(client)

@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError, RedisClusterException, RedisError, ResponseError, SlotNotCoveredError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import TryAgainError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 from callflow.adapters.redis_batch import Command, CommandBatcher, _Caller, _drop, _fail
 from callflow.adapters.redis_client import as_text

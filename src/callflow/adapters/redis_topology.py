@@ -22,7 +22,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 from callflow.adapters.redis_batch import CommandBatcher
 from callflow.adapters.redis_client import NO_CLIENT_SETINFO, WARM_CONNECTIONS, make_redis_client, warm_up
