@@ -1,4 +1,5 @@
-"""README.md and .env.example document every setting and every metric, with the true defaults."""
+"""docs/reference.md and .env.example document every setting and every metric, with the true defaults;
+the README's short settings table shows real settings with their true defaults."""
 from __future__ import annotations
 
 import re
@@ -14,7 +15,8 @@ from callflow.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {f"CALLFLOW_{name.upper()}": name for name in Settings.model_fields}
-HOW_TO_FIX = "add it to README.md's settings table and to .env.example (name, default, description)"
+REFERENCE = ROOT / "docs" / "reference.md"
+HOW_TO_FIX = "add it to docs/reference.md's settings table and to .env.example (name, default, description)"
 
 
 def plain_default(field: str) -> Optional[str]:
@@ -31,10 +33,15 @@ def plain_default(field: str) -> Optional[str]:
 PLAIN_DEFAULTS = sorted(name for name, field in SETTINGS.items() if plain_default(field) is not None)
 
 
-def readme_settings() -> Dict[str, str]:
-    """{CALLFLOW_NAME: default cell} from the rows of README.md's settings table."""
-    rows = re.findall(r"^\| `(CALLFLOW_\w+)` \| ([^|]*) \|", (ROOT / "README.md").read_text(encoding="utf-8"), re.M)
+def table_settings(page: Path) -> Dict[str, str]:
+    """{CALLFLOW_NAME: default cell} from the rows of a page's settings table."""
+    rows = re.findall(r"^\| `(CALLFLOW_\w+)` \| ([^|]*) \|", page.read_text(encoding="utf-8"), re.M)
     return {name: cell.strip() for name, cell in rows}
+
+
+def reference_settings() -> Dict[str, str]:
+    """{CALLFLOW_NAME: default cell} from the rows of docs/reference.md's settings table."""
+    return table_settings(REFERENCE)
 
 
 def env_example() -> Dict[str, str]:
@@ -43,19 +50,30 @@ def env_example() -> Dict[str, str]:
     return dict(re.findall(r"^#? ?(CALLFLOW_\w+)=(.*)$", text, re.M))
 
 
-def test_readme_table_lists_every_setting_once() -> None:
-    """Each Settings field has exactly one row in README.md's table, and each row is a real setting."""
-    rows = re.findall(r"^\| `(CALLFLOW_\w+)` \|", (ROOT / "README.md").read_text(encoding="utf-8"), re.M)
+def test_reference_table_lists_every_setting_once() -> None:
+    """Each Settings field has exactly one row in docs/reference.md's table, and each row is a real setting."""
+    rows = re.findall(r"^\| `(CALLFLOW_\w+)` \|", REFERENCE.read_text(encoding="utf-8"), re.M)
     missing = sorted(set(SETTINGS) - set(rows))
     assert not missing, f"undocumented settings {missing}: {HOW_TO_FIX}"
-    assert sorted(set(rows) - set(SETTINGS)) == [], "README.md documents settings that do not exist"
-    assert len(rows) == len(set(rows)), "a setting has two rows in README.md"
+    assert sorted(set(rows) - set(SETTINGS)) == [], "docs/reference.md documents settings that do not exist"
+    assert len(rows) == len(set(rows)), "a setting has two rows in docs/reference.md"
 
 
 @pytest.mark.parametrize("name", PLAIN_DEFAULTS)
-def test_readme_shows_the_true_default(name: str) -> None:
-    """The default column of README.md is the Settings default (computed paths have their own text)."""
-    assert readme_settings().get(name) == f"`{plain_default(SETTINGS[name])}`", HOW_TO_FIX
+def test_reference_shows_the_true_default(name: str) -> None:
+    """The default column of docs/reference.md is the Settings default (computed paths have their own text)."""
+    assert reference_settings().get(name) == f"`{plain_default(SETTINGS[name])}`", HOW_TO_FIX
+
+
+def test_readme_short_table_shows_real_settings_with_their_true_defaults() -> None:
+    """Each row of the README's short settings table is a real setting, once, with the default the full table gives."""
+    rows = re.findall(r"^\| `(CALLFLOW_\w+)` \|", (ROOT / "README.md").read_text(encoding="utf-8"), re.M)
+    assert rows, "the README has a settings table"
+    assert sorted(set(rows) - set(SETTINGS)) == [], "README.md shows settings that do not exist"
+    assert len(rows) == len(set(rows)), "a setting has two rows in README.md"
+    full = reference_settings()
+    wrong = {name: cell for name, cell in table_settings(ROOT / "README.md").items() if cell != full.get(name)}
+    assert wrong == {}, "README.md's short table shows another default than docs/reference.md"
 
 
 def test_env_example_lists_every_setting_once() -> None:
@@ -83,13 +101,13 @@ def test_env_example_uncommented_is_a_valid_configuration(tmp_path: Path, monkey
     assert settings.data_dir == Path(env_example()["CALLFLOW_DATA_DIR"])
 
 
-def test_readme_lists_every_metric() -> None:
-    """Each metric of callflow/metrics.py is in README.md under the name Prometheus scrapes."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_reference_lists_every_metric() -> None:
+    """Each metric of callflow/metrics.py is in docs/reference.md under the name Prometheus scrapes."""
+    reference = REFERENCE.read_text(encoding="utf-8")
     missing = []
     for metric in vars(callflow.metrics).values():
         if isinstance(metric, MetricWrapperBase):
             name = metric._name + ("_total" if metric._type == "counter" else "")
-            if f"| `{name}` |" not in readme:
+            if f"| `{name}` |" not in reference:
                 missing.append(name)
-    assert missing == [], "add these metrics to README.md's metrics table"
+    assert missing == [], "add these metrics to docs/reference.md's metrics table"
