@@ -12,7 +12,7 @@ import pytest
 from callflow.adapters.in_memory_publisher import InMemoryPublisher
 from callflow.adapters.rabbitmq_publisher import RabbitMQPublisher
 from callflow.domain.envelope import EventEnvelope
-from callflow.service_layer.ports import EventPublisher, PublishFailed
+from callflow.adapters.delivery.ports import EventPublisher, PublishFailed
 
 
 @dataclass(frozen=True)

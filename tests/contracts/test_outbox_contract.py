@@ -13,7 +13,7 @@ from callflow.adapters.in_memory_outbox import InMemoryOutbox
 from callflow.adapters.sqlite_outbox import SQLiteOutbox
 from callflow.adapters.sqlite_outbox_store import read_status
 from callflow.domain.envelope import EventEnvelope
-from callflow.service_layer.ports import Outbox, OutboxUnavailable
+from callflow.adapters.delivery.ports import Outbox, OutboxUnavailable
 
 
 def envelope(n: int, key: str = "call.events.c1") -> EventEnvelope:

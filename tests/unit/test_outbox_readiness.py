@@ -16,7 +16,7 @@ from callflow.adapters.sqlite_outbox import SQLiteOutbox
 from callflow.adapters.sqlite_outbox_store import OutboxStore
 from callflow.domain.envelope import EventEnvelope
 from callflow.entrypoints.http import OpsHttpServer, outbox_check
-from callflow.service_layer.ports import OutboxUnavailable
+from callflow.adapters.delivery.ports import OutboxUnavailable
 
 
 async def _readyz(server: OpsHttpServer) -> tuple:

@@ -5,7 +5,8 @@ from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
 
 from callflow.domain.envelope import EventEnvelope
-from callflow.service_layer.ports import Clock, OutboxEntry, OutboxStatus, OutboxUnavailable
+from callflow.service_layer.ports import Clock
+from callflow.adapters.delivery.ports import OutboxEntry, OutboxStatus, OutboxUnavailable
 
 
 class InMemoryOutbox:

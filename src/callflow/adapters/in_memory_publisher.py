@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import DefaultDict, List
 
 from callflow.domain.envelope import EventEnvelope
-from callflow.service_layer.ports import PublishFailed
+from callflow.adapters.delivery.ports import PublishFailed
 
 
 class InMemoryPublisher:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, List, Optional, Sequence, Tuple
 
 from callflow.domain.envelope import EventEnvelope
-from callflow.service_layer.ports import OutboxEntry, OutboxStatus, OutboxUnavailable
+from callflow.adapters.delivery.ports import OutboxEntry, OutboxStatus, OutboxUnavailable
 
 SCHEMA_VERSION = 1
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
