@@ -123,7 +123,7 @@ class StrandedOutboxes:
 
     A file is taken by whoever gets its lock first (``SQLiteOutbox.open``): with several workers
     scanning, each file is relayed by exactly one. Its relay walks it oldest first, as after a
-    restart (ADR 0036); once it is empty the file is closed and deleted.
+    restart; once it is empty the file is closed and deleted.
     """
 
     def __init__(self, base: Path, workers: int, publisher: EventPublisher, clock: Clock, synchronous: str,

@@ -44,7 +44,7 @@ class SQLiteOutbox:
         """Open and check the file; on failure log it clearly and refuse every put (never lose silently).
 
         ``quiet_when_in_use``: a file another process holds is not an error (a stranded outbox another
-        worker relays already, ADR 0111): False without a log line. True when open."""
+        worker relays already): False without a log line. True when open."""
         self._loop = asyncio.get_running_loop()
         try:
             store = await self._loop.run_in_executor(None, OutboxStore.open, self.path, self._synchronous)
@@ -103,7 +103,7 @@ class SQLiteOutbox:
         self._failure = "outbox closed"
 
     def _submit(self, kind: str, arg: Any) -> "asyncio.Future[Any]":
-        # the loop the outbox thread reports to (asked for once, in open(): ADR 0053)
+        # the loop the outbox thread reports to, asked for once in open(): not on every put
         future = (self._loop or asyncio.get_running_loop()).create_future()
         if self._failure is not None:
             future.set_exception(OutboxUnavailable(self._failure))
