@@ -61,7 +61,7 @@ def delivers_events(adapters: Adapters) -> Adapters:
 
 @delivers_events
 class RealAdapters(containers.DeclarativeContainer):
-    """Adapters that talk to the real Redis, RabbitMQ and disk."""
+    """Adapters that talk to the real Redis, RabbitMQ and disk (event delivery: ``delivers_events``)."""
 
     settings = providers.Dependency(instance_of=Settings)
     clock = providers.Singleton(SystemClock)
@@ -104,7 +104,8 @@ class RealAdapters(containers.DeclarativeContainer):
 
 @delivers_events
 class InMemoryAdapters(containers.DeclarativeContainer):
-    """The same ports, kept in memory (real adapters, checked by the same contract suites)."""
+    """The same ports, kept in memory (real adapters, checked by the same contract suites); event
+    delivery over them is the real one (``delivers_events``)."""
 
     settings = providers.Dependency(instance_of=Settings)
     clock = providers.Singleton(SystemClock)

@@ -18,7 +18,8 @@ from callflow.containers import build_application
 from callflow.domain.envelope import INVALID_ROUTING_KEY
 from callflow.service_layer.ports import CallStatsUnavailable
 from callflow.domain.policy import ERROR, OK
-from callflow.service_layer.record_call_event import EventOutcome, RecordCallEvent
+from callflow.service_layer.event_recording import EventOutcome
+from callflow.service_layer.record_call_event import RecordCallEvent
 from tests.support.call_events import SEED_JSON, SEED_VALUES, FixedClock, make_factory
 from tests.support.event_doubles import JournalingStats, RecordingDelivery
 from tests.support.event_schema import check_message

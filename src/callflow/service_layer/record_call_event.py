@@ -1,32 +1,15 @@
 """Use case: record the state of a call (the ``event`` route)."""
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Awaitable, Coroutine, Optional, Tuple
+from typing import Optional
 
 from callflow.domain.call_event import CallValues
 from callflow.domain.call_event_factory import CallEventFactory, invalid_event_envelope
 from callflow.domain.errors import InvalidEvent
 from callflow.domain.policy import ERROR, OK
-from callflow.service_layer.ports import CallStats, Clock, DeliveryRefused, EventDelivery, Stored
-
-
-@dataclass(frozen=True)
-class EventOutcome:
-    """What the dialplan is told and what the log should say.
-
-    ``reason`` (ERROR only) starts with ``invalid:`` (the dialplan's values cannot make an event;
-    retrying will not help) or ``unavailable:`` (the event could not be stored; it may be retried).
-    """
-
-    status: str
-    reason: str = ""
-    call_id: str = ""
-    confirmed: bool = False  # the broker confirmed it within the wait (else it waits in the outbox)
-    stats_error: str = ""  # why the call-status sets were not updated ("" when they were)
-    warnings: Tuple[str, ...] = ()
+from callflow.service_layer.event_recording import EventOutcome, EventRecording
+from callflow.service_layer.ports import CallStats, Clock, DeliveryRefused, EventDelivery
 
 
 class RecordCallEvent:
@@ -49,7 +32,7 @@ class RecordCallEvent:
         self._stats = stats
         self._clock = clock
 
-    def start(self, values: CallValues, wait_s: float) -> "EventRecording":
+    def start(self, values: CallValues, wait_s: float) -> EventRecording:
         """Begin recording ``values``; the recording gives the outcome, then the statistics' result."""
         recording = EventRecording()
         recording.run(self._record(values, wait_s, recording))
@@ -59,7 +42,7 @@ class RecordCallEvent:
         """The whole recording, statistics included."""
         return await self.start(values, wait_s).finished()
 
-    async def cut_short(self, recording: "Optional[EventRecording]", error: str, within_s: float) -> EventOutcome:
+    async def cut_short(self, recording: Optional[EventRecording], error: str, within_s: float) -> EventOutcome:
         """The answer for a recording cut before it answered (``recording`` None: it never began).
         A storing still under way gets ``within_s`` to end: only its outcome decides, never a guess.
         What the recording had left to do stops; the storing itself goes on."""
@@ -68,7 +51,7 @@ class RecordCallEvent:
             recording.stop()
         return EventOutcome(OK) if held else EventOutcome(ERROR, error)
 
-    async def _record(self, values: CallValues, wait_s: float, recording: "EventRecording") -> EventOutcome:
+    async def _record(self, values: CallValues, wait_s: float, recording: EventRecording) -> EventOutcome:
         now = self._clock.now()
         try:
             built = self._factory.build(values, now)
@@ -99,86 +82,3 @@ class RecordCallEvent:
         except Exception as failure:  # noqa: BLE001 - the event is in custody: nothing here may undo OK
             return f"{type(failure).__name__}: {failure}"
         return ""
-
-
-class EventRecording:
-    """One event being recorded: whether it is in custody, the outcome the dialplan is told, then the
-    statistics' result. It runs on its own, so an event's custody is known even to a caller cut short
-    while it was stored; a caller that stops waiting stops the rest of the work (not the storing)."""
-
-    def __init__(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._custody: "asyncio.Future[bool]" = loop.create_future()
-        self._answer: "asyncio.Future[EventOutcome]" = loop.create_future()
-        self._storing: "Optional[asyncio.Future[Stored]]" = None
-        self._work: "Optional[asyncio.Future[EventOutcome]]" = None
-
-    def run(self, work: "Coroutine[object, object, EventOutcome]") -> None:
-        self._work = asyncio.ensure_future(work)
-        self._work.add_done_callback(self._ended)
-
-    async def outcome(self) -> EventOutcome:
-        """What the dialplan is told: known once custody is decided and the confirm waited for."""
-        work = self._running()
-        try:
-            await asyncio.wait((self._answer, work), return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            self.stop()
-            raise
-        return self._answer.result() if self._answer.done() else work.result()
-
-    async def finished(self) -> EventOutcome:
-        """The outcome with the statistics' result, once their round trip ended."""
-        try:
-            return await asyncio.shield(self._running())
-        except asyncio.CancelledError:
-            self.stop()
-            raise
-
-    async def in_custody(self, within_s: float) -> bool:
-        """True once the event is stored; False when it was refused, never handed over, or its
-        storing did not end within ``within_s`` (the storing itself goes on)."""
-        storing = self._storing  # once handed over, the storing's own end decides, with no delay
-        decided = self._custody if storing is None else storing
-        if not decided.done():
-            await asyncio.wait((decided,), timeout=max(0.0, within_s))
-        if storing is None:
-            return self._custody.done() and self._custody.result()
-        return _stored(storing)
-
-    def stop(self) -> None:
-        self._running().cancel()
-
-    # --- told by RecordCallEvent as the work goes on ---------------------------------------------
-    async def stored(self, storing: "Awaitable[Stored]") -> Stored:
-        """Waits for the storing, which goes on (and decides custody) if this work is stopped."""
-        self._storing = asyncio.ensure_future(storing)
-        self._storing.add_done_callback(self._storing_ended)
-        return await asyncio.shield(self._storing)
-
-    def refused(self) -> None:
-        self._decide(False)
-
-    def answered(self, outcome: EventOutcome) -> EventOutcome:
-        if not self._answer.done():
-            self._answer.set_result(outcome)
-        return outcome
-
-    def _running(self) -> "asyncio.Future[EventOutcome]":
-        assert self._work is not None, "run() first"
-        return self._work
-
-    def _storing_ended(self, storing: "asyncio.Future[Stored]") -> None:
-        self._decide(_stored(storing))
-
-    def _ended(self, _work: "asyncio.Future[EventOutcome]") -> None:
-        if self._storing is None:  # stopped or failed before the event was handed over
-            self._decide(False)
-
-    def _decide(self, held: bool) -> None:
-        if not self._custody.done():
-            self._custody.set_result(held)
-
-
-def _stored(storing: "asyncio.Future[Stored]") -> bool:
-    return storing.done() and not storing.cancelled() and storing.exception() is None

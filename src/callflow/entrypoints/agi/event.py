@@ -14,7 +14,8 @@ from callflow.entrypoints.agi.dialplan_values import read_dialplan_values
 from callflow.entrypoints.agi.session import AgiSession, Route
 from callflow.logging import get_logger
 from callflow.domain.policy import OK
-from callflow.service_layer.record_call_event import EventOutcome, EventRecording, RecordCallEvent
+from callflow.service_layer.event_recording import EventOutcome, EventRecording
+from callflow.service_layer.record_call_event import RecordCallEvent
 
 _FALLBACK_ERRORS = {"deadline": "timeout", "overloaded": "overloaded"}
 _REPLY_MARGIN_S = 0.05  # the answer's round trip (two when EXEC MSet cannot carry it), with room to spare
