@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from callflow.adapters.in_memory_call_stats import InMemoryCallStats
 from callflow.containers import build_application
 from callflow.domain.envelope import INVALID_ROUTING_KEY
-from callflow.service_layer.ports import CallStatsUnavailable
 from callflow.domain.policy import ERROR, OK
 from callflow.service_layer.event_recording import EventOutcome
+from callflow.service_layer.ports import CallStatsUnavailable
 from callflow.service_layer.record_call_event import RecordCallEvent
 from tests.support.call_events import SEED_JSON, SEED_VALUES, FixedClock, make_factory
 from tests.support.event_doubles import JournalingStats, RecordingDelivery

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import IO, Dict, Iterable, List, Optional, Set, Tuple
 
 from callflow.adapters.delivery.monitor import LoggingDeliveryMonitor
+from callflow.adapters.delivery.ports import EventPublisher
+from callflow.adapters.delivery.relay import OutboxRelay
 from callflow.adapters.sqlite_outbox import SQLiteOutbox
 from callflow.logging import get_logger
-from callflow.adapters.delivery.relay import OutboxRelay
 from callflow.service_layer.ports import Clock
-from callflow.adapters.delivery.ports import EventPublisher
 
 _log = get_logger("callflow.outbox")
 Slot = Optional[int]  # None: the unnumbered file of a single process

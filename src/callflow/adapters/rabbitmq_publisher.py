@@ -21,12 +21,12 @@ from aiormq import spec
 from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 
 from callflow import metrics
+from callflow.adapters.delivery.ports import PublishFailed
 from callflow.adapters.rabbitmq_nodes import connect_first
 from callflow.adapters.rabbitmq_topology import declare_exchange, declare_queue
 from callflow.amqp_urls import node_address, parse_amqp_urls, with_heartbeat
 from callflow.domain.envelope import EXCHANGE, INVALID_ROUTING_KEY, EventEnvelope
 from callflow.logging import get_logger
-from callflow.adapters.delivery.ports import PublishFailed
 
 _log = get_logger("callflow.broker")
 _PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)

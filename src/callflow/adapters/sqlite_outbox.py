@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from callflow import metrics
+from callflow.adapters.delivery.ports import OutboxEntry, OutboxStatus, OutboxUnavailable
 from callflow.adapters.sqlite_outbox_store import OutboxInUse, OutboxStore
 from callflow.adapters.sqlite_outbox_worker import STOP, OutboxOp, OutboxWorker, Settled
 from callflow.domain.envelope import EventEnvelope
 from callflow.logging import get_logger
 from callflow.service_layer.ports import Clock
-from callflow.adapters.delivery.ports import OutboxEntry, OutboxStatus, OutboxUnavailable
 
 _log = get_logger("callflow.outbox")
 

@@ -10,10 +10,10 @@ import structlog
 from callflow import metrics
 from callflow.containers import Application
 from callflow.domain.call_event import CallValues
+from callflow.domain.policy import OK
 from callflow.entrypoints.agi.dialplan_values import read_dialplan_values
 from callflow.entrypoints.agi.session import AgiSession, Route
 from callflow.logging import get_logger
-from callflow.domain.policy import OK
 from callflow.service_layer.event_recording import EventOutcome, EventRecording
 from callflow.service_layer.record_call_event import RecordCallEvent
 
