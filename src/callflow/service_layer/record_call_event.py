@@ -45,10 +45,8 @@ class RecordCallEvent:
     async def cut_short(self, recording: Optional[EventRecording], error: str, within_s: float) -> EventOutcome:
         """The answer for a recording cut before it answered (``recording`` None: it never began).
         A storing still under way gets ``within_s`` to end: only its outcome decides, never a guess.
-        What the recording had left to do stops; the storing itself goes on."""
+        (A caller cancelled while it waited for the recording stopped its remaining work already.)"""
         held = recording is not None and await recording.in_custody(within_s)
-        if recording is not None:
-            recording.stop()
         return EventOutcome(OK) if held else EventOutcome(ERROR, error)
 
     async def _record(self, values: CallValues, wait_s: float, recording: EventRecording) -> EventOutcome:
