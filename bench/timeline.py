@@ -70,13 +70,13 @@ def _wrap_sync(owner: Any, attribute: str, before: Optional[str], after: Optiona
 
 def instrument(calls: List[List[Tuple[str, float]]]) -> None:
     """Wrap callflow's steps; each finished call's marks are appended to ``calls``."""
+    from callflow.adapters.delivery.event_delivery import StoredEvent
     from callflow.adapters.sqlite_outbox import SQLiteOutbox
     from callflow.domain.call_event_factory import BuiltEvent, CallEventFactory
     from callflow.entrypoints.agi import event, observe
     from callflow.entrypoints.agi.connection import AgiConnection
     from callflow.entrypoints.agi.fastagi import FastAgiApplication
     from callflow.service_layer.check_phone import CheckPhone
-    from callflow.service_layer.event_delivery import OutboxEventDelivery
 
     serve = FastAgiApplication.serve
 
@@ -119,7 +119,7 @@ def instrument(calls: List[List[Tuple[str, float]]]) -> None:
     _wrap_sync(CallEventFactory, "build", "building the event", "event built")
     _wrap_sync(BuiltEvent, "envelope", None, "envelope (JSON) made")
     _wrap_async(SQLiteOutbox, "put", "outbox put", "outbox put done")
-    _wrap_async(OutboxEventDelivery, "submit", None, "custody known to the route")
+    _wrap_async(StoredEvent, "confirmed", None, "custody known to the route")
     _wrap_async(CheckPhone, "execute", "lookup", "lookup done")
     _wrap_sync(observe.session_context, "__exit__", "summary line", "summary line written")
 

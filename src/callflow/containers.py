@@ -6,13 +6,15 @@ InMemoryAdapters(...))`` (tests); clients are opened by ``init_resources()`` and
 """
 from __future__ import annotations
 
+from typing import Type, TypeVar
 from zoneinfo import ZoneInfo
 
 from dependency_injector import containers, providers
 
 from callflow.adapters.clock import SystemClock
-from callflow.adapters.delivery_monitor import LoggingDeliveryMonitor
-from callflow.adapters.delivery_resources import (
+from callflow.adapters.delivery.event_delivery import OutboxEventDelivery
+from callflow.adapters.delivery.monitor import LoggingDeliveryMonitor
+from callflow.adapters.delivery.resources import (
     outbox_relay_resource,
     rabbitmq_publisher_resource,
     sqlite_outbox_resource,
@@ -28,7 +30,6 @@ from callflow.config import Settings
 from callflow.domain.call_event_factory import CallEventFactory
 from callflow.domain.policy import PhonePolicy
 from callflow.service_layer.check_phone import CheckPhone
-from callflow.service_layer.event_delivery import OutboxEventDelivery
 from callflow.service_layer.phone_list_admin import AddNumbers, RemoveNumber
 from callflow.service_layer.record_call_event import RecordCallEvent
 
@@ -38,21 +39,29 @@ def _seconds(milliseconds: providers.Provider) -> providers.Callable:
     return providers.Callable(lambda ms: ms / 1000.0, milliseconds)
 
 
-def _outbox_relay(settings: providers.Provider, outbox: providers.Provider,
-                  publisher: providers.Provider) -> providers.Resource:
-    """The relay Resource over either adapters' outbox and publisher (started with the app)."""
-    return providers.Resource(
+Adapters = TypeVar("Adapters", bound=Type[containers.DeclarativeContainer])
+
+
+def delivers_events(adapters: Adapters) -> Adapters:
+    """Event delivery over the container's ``outbox`` and ``event_publisher``, whichever they are: the
+    relay (a Resource, started with the app) and the ``event_delivery`` the use case calls."""
+    adapters.outbox_relay = providers.Resource(
         outbox_relay_resource,
-        outbox=outbox,
-        publisher=publisher,
+        outbox=adapters.outbox,
+        publisher=adapters.event_publisher,
         monitor=providers.Singleton(LoggingDeliveryMonitor),
-        max_in_flight=settings.provided.publish_max_in_flight,
-        flush_timeout_s=settings.provided.outbox_flush_timeout_s,
+        max_in_flight=adapters.settings.provided.publish_max_in_flight,
+        flush_timeout_s=adapters.settings.provided.outbox_flush_timeout_s,
     )
+    adapters.event_delivery = providers.Singleton(
+        OutboxEventDelivery, outbox=adapters.outbox, relay=adapters.outbox_relay, clock=adapters.clock
+    )
+    return adapters
 
 
+@delivers_events
 class RealAdapters(containers.DeclarativeContainer):
-    """Adapters that talk to the real Redis, RabbitMQ and disk."""
+    """Adapters that talk to the real Redis, RabbitMQ and disk (event delivery: ``delivers_events``)."""
 
     settings = providers.Dependency(instance_of=Settings)
     clock = providers.Singleton(SystemClock)
@@ -91,12 +100,12 @@ class RealAdapters(containers.DeclarativeContainer):
         reconnect_interval_s=settings.provided.amqp_reconnect_interval_s,
         queue_type=settings.provided.amqp_queue_type,
     )
-    outbox_relay = _outbox_relay(settings, outbox, event_publisher)
-    event_delivery = providers.Singleton(OutboxEventDelivery, outbox=outbox, relay=outbox_relay, clock=clock)
 
 
+@delivers_events
 class InMemoryAdapters(containers.DeclarativeContainer):
-    """The same ports, kept in memory (real adapters, checked by the same contract suites)."""
+    """The same ports, kept in memory (real adapters, checked by the same contract suites); event
+    delivery over them is the real one (``delivers_events``)."""
 
     settings = providers.Dependency(instance_of=Settings)
     clock = providers.Singleton(SystemClock)
@@ -108,8 +117,6 @@ class InMemoryAdapters(containers.DeclarativeContainer):
     call_stats = providers.Singleton(InMemoryCallStats, ttl_s=settings.provided.stats_ttl_s)
     outbox = providers.Singleton(InMemoryOutbox, clock=clock)
     event_publisher = providers.Singleton(InMemoryPublisher)
-    outbox_relay = _outbox_relay(settings, outbox, event_publisher)
-    event_delivery = providers.Singleton(OutboxEventDelivery, outbox=outbox, relay=outbox_relay, clock=clock)
 
 
 class Application(containers.DeclarativeContainer):

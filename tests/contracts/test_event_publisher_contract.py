@@ -9,10 +9,10 @@ from typing import AsyncIterator, List
 import aio_pika
 import pytest
 
+from callflow.adapters.delivery.ports import EventPublisher, PublishFailed
 from callflow.adapters.in_memory_publisher import InMemoryPublisher
 from callflow.adapters.rabbitmq_publisher import RabbitMQPublisher
 from callflow.domain.envelope import EventEnvelope
-from callflow.service_layer.ports import EventPublisher, PublishFailed
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from typing import AsyncIterator
 import pytest
 
 from callflow.adapters.clock import SystemClock
+from callflow.adapters.delivery.ports import Outbox, OutboxUnavailable
 from callflow.adapters.in_memory_outbox import InMemoryOutbox
 from callflow.adapters.sqlite_outbox import SQLiteOutbox
 from callflow.adapters.sqlite_outbox_store import read_status
 from callflow.domain.envelope import EventEnvelope
-from callflow.service_layer.ports import Outbox, OutboxUnavailable
 
 
 def envelope(n: int, key: str = "call.events.c1") -> EventEnvelope:

@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from callflow.adapters.clock import SystemClock
+from callflow.adapters.delivery.ports import Outbox
 from callflow.adapters.in_memory_outbox import InMemoryOutbox
 from callflow.adapters.sqlite_outbox import SQLiteOutbox
 from callflow.domain.envelope import EventEnvelope
-from callflow.service_layer.ports import Outbox
 
 CUSTOMERS = st.sampled_from(["c1", "c2", "c3"])
 BODIES = st.binary(max_size=64)

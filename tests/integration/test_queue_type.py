@@ -17,9 +17,9 @@ import pytest
 from aiormq.exceptions import ChannelPreconditionFailed
 
 from callflow import metrics
+from callflow.adapters.delivery.ports import PublishFailed
 from callflow.adapters.rabbitmq_publisher import RabbitMQPublisher
 from callflow.domain.envelope import EventEnvelope
-from callflow.service_layer.ports import PublishFailed
 from tests.conftest import AMQP_URL, REDIS_URL
 from tests.integration.serve_support import metric_samples, readiness, sample, start_serve
 from tests.support.broker import take_all

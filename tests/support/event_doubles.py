@@ -7,7 +7,6 @@ from typing import List, Optional
 
 from callflow.adapters.in_memory_call_stats import InMemoryCallStats
 from callflow.domain.envelope import EventEnvelope
-from callflow.service_layer.custody import Custody
 from callflow.service_layer.ports import CallStatsUnavailable, DeliveryRefused
 
 
@@ -21,14 +20,7 @@ class RecordingDelivery:
         self._journal = journal if journal is not None else []
         self._confirm, self._refuse, self._hang = confirm, refuse, hang_before_custody
 
-    async def submit(self, envelope: EventEnvelope, wait_s: float, custody: Optional[Custody] = None) -> bool:
-        storing = asyncio.ensure_future(self._store(envelope, wait_s))
-        if custody is not None:
-            custody.storing(storing)
-        await storing
-        return self._confirm
-
-    async def _store(self, envelope: EventEnvelope, wait_s: float) -> None:
+    async def store(self, envelope: EventEnvelope, wait_s: float) -> "Taken":
         if self._hang:
             await asyncio.Event().wait()
         if self._refuse:
@@ -36,6 +28,17 @@ class RecordingDelivery:
         self._journal.append("custody")
         self.taken.append(envelope)
         self.waits.append(wait_s)
+        return Taken(self._confirm)
+
+
+class Taken:
+    """A Stored whose confirm is known in advance."""
+
+    def __init__(self, confirm: bool) -> None:
+        self._confirm = confirm
+
+    async def confirmed(self) -> bool:
+        return self._confirm
 
 
 class JournalingStats(InMemoryCallStats):

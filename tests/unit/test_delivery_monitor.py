@@ -4,7 +4,7 @@ from __future__ import annotations
 from structlog.testing import capture_logs
 
 from callflow import metrics
-from callflow.adapters.delivery_monitor import LoggingDeliveryMonitor
+from callflow.adapters.delivery.monitor import LoggingDeliveryMonitor
 
 
 def depth_gauge() -> float:

@@ -12,15 +12,15 @@ from structlog.testing import capture_logs
 
 from callflow import metrics
 from callflow.adapters.clock import SystemClock
-from callflow.adapters.delivery_monitor import LoggingDeliveryMonitor
+from callflow.adapters.delivery.event_delivery import OutboxEventDelivery
+from callflow.adapters.delivery.monitor import LoggingDeliveryMonitor
+from callflow.adapters.delivery.relay import OutboxRelay
 from callflow.adapters.in_memory_call_stats import InMemoryCallStats
 from callflow.adapters.in_memory_outbox import InMemoryOutbox
 from callflow.adapters.in_memory_publisher import InMemoryPublisher
 from callflow.containers import build_application
 from callflow.entrypoints.agi.dialplan_values import COMBINED_EXPRESSIONS, EXPRESSIONS, combined_expression
 from callflow.entrypoints.agi.event import EventRoute, build_event_route
-from callflow.service_layer.event_delivery import OutboxEventDelivery
-from callflow.service_layer.outbox_relay import OutboxRelay
 from callflow.service_layer.record_call_event import RecordCallEvent
 from tests.support.call_events import SEED_JSON, FixedClock, make_factory
 from tests.support.event_doubles import JournalingStats, RecordingDelivery

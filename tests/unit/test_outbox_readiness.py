@@ -11,12 +11,12 @@ import pytest
 
 from callflow import metrics
 from callflow.adapters.clock import SystemClock
+from callflow.adapters.delivery.ports import OutboxUnavailable
 from callflow.adapters.in_memory_outbox import InMemoryOutbox
 from callflow.adapters.sqlite_outbox import SQLiteOutbox
 from callflow.adapters.sqlite_outbox_store import OutboxStore
 from callflow.domain.envelope import EventEnvelope
 from callflow.entrypoints.http import OpsHttpServer, outbox_check
-from callflow.service_layer.ports import OutboxUnavailable
 
 
 async def _readyz(server: OpsHttpServer) -> tuple:

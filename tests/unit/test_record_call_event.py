@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from callflow.adapters.in_memory_call_stats import InMemoryCallStats
 from callflow.containers import build_application
 from callflow.domain.envelope import INVALID_ROUTING_KEY
-from callflow.service_layer.custody import Custody
+from callflow.domain.policy import ERROR, OK
+from callflow.service_layer.event_recording import EventOutcome
 from callflow.service_layer.ports import CallStatsUnavailable
-from callflow.service_layer.record_call_event import ERROR, OK, RecordCallEvent
+from callflow.service_layer.record_call_event import RecordCallEvent
 from tests.support.call_events import SEED_JSON, SEED_VALUES, FixedClock, make_factory
 from tests.support.event_doubles import JournalingStats, RecordingDelivery
 from tests.support.event_schema import check_message
@@ -77,13 +78,13 @@ async def rig(make_settings) -> AsyncIterator[Rig]:
 
 async def test_event_is_in_custody_before_it_is_counted(rig):
     """The seed event is published to call.events.{customer}; when counted it was already taken."""
-    custody = Custody()
-    outcome = await rig.record.execute(SEED_VALUES, 0.5, custody)
+    recording = rig.record.start(SEED_VALUES, 0.5)
+    outcome = await recording.finished()
     assert (outcome.status, outcome.reason, outcome.confirmed, outcome.call_id) == (OK, "", True, "1752899481.313")
     assert [e.body for e in rig.broker.messages(CUSTOMER_QUEUE)] == [SEED_JSON]
     # when counted, the event was in custody: stored, or already at the broker (the outbox forgets a
     # delivered row later, with the next puts, so it may briefly be in both; never published twice)
-    assert custody.held and len(rig.stats.seen) == 1
+    assert await recording.in_custody(0.0) and len(rig.stats.seen) == 1
     stored, published = rig.stats.seen[0]
     assert stored + published >= 1 and published <= 1
     assert await rig.stats.members("11223344", "ringing") == {"1752899481.313"}
@@ -104,10 +105,10 @@ async def test_broker_down_is_still_ok_held_in_the_outbox(rig):
 async def test_refused_custody_is_an_error_and_not_counted(rig):
     """The outbox cannot store (disk full): ERROR 'unavailable: ...', nothing published or counted."""
     rig.outbox.refuse("disk full")
-    custody = Custody()
-    outcome = await rig.record.execute(SEED_VALUES, 0.5, custody)
+    recording = rig.record.start(SEED_VALUES, 0.5)
+    outcome = await recording.finished()
     assert outcome.status == ERROR and outcome.reason.startswith("unavailable: ") and "disk full" in outcome.reason
-    assert not custody.held and not await custody.settled(0.1) and rig.stats.seen == [] and rig.broker.all_messages() == []
+    assert not await recording.in_custody(0.0) and not await recording.in_custody(0.1) and rig.stats.seen == [] and rig.broker.all_messages() == []
 
 
 async def test_statistics_down_still_acknowledges_the_event(rig):
@@ -121,10 +122,10 @@ async def test_statistics_down_still_acknowledges_the_event(rig):
 async def test_invalid_event_is_reported_not_counted(rig):
     """A key-unsafe customer id: the raw values go to call.events.invalid with the reason; no stats."""
     values = replace(SEED_VALUES, customer_id="Nguyễn Văn A (VIP) [x]")
-    custody = Custody()
-    outcome = await rig.record.execute(values, 0.5, custody)
+    recording = rig.record.start(values, 0.5)
+    outcome = await recording.finished()
     assert outcome.status == ERROR and outcome.reason.startswith("invalid: CUSTOMER_ID contains 'ễ'")
-    assert not await custody.settled(0.1) and rig.stats.seen == []
+    assert not await recording.in_custody(0.1) and rig.stats.seen == []
     [report] = rig.broker.all_messages()
     body = check_message(report.routing_key, report.body)
     assert report.routing_key == INVALID_ROUTING_KEY
@@ -180,35 +181,103 @@ def test_no_unsafe_customer_id_reaches_a_key_or_a_routing_key(customer_id):
     assert journal == ["custody"]  # the report only: no call-status set was written
 
 
-async def test_the_caller_is_told_ok_while_the_call_is_counted(rig):
-    """With tell: OK is told once the event is in custody, before the statistics' round trip ends."""
-    told: List[Tuple[str, str]] = []
+async def test_the_outcome_is_known_while_the_call_is_counted(rig):
+    """OK is known once the event is in custody, before the statistics' round trip ends."""
     release = asyncio.Event()
     record_stats = rig.stats.record
 
     async def slow_record(*args) -> None:
-        await asyncio.wait_for(release.wait(), 1.0)  # told only after the count: times out, not counted
+        await asyncio.wait_for(release.wait(), 1.0)  # answered only after the count: times out, not counted
         await record_stats(*args)
 
     rig.stats.record = slow_record
-
-    async def tell(status: str, reason: str) -> None:
-        told.append((status, reason))
-        assert rig.outbox.depth() + len(rig.broker.all_messages()) >= 1  # in custody when told
-        release.set()
-
-    outcome = await rig.record.execute(SEED_VALUES, 0.0, Custody(), tell)
-    assert told == [(OK, "")] and outcome.status == OK
+    recording = rig.record.start(SEED_VALUES, 0.0)
+    answer = await recording.outcome()
+    assert rig.outbox.depth() + len(rig.broker.all_messages()) >= 1  # in custody when answered
+    release.set()
+    outcome = await recording.finished()
+    assert (answer.status, answer.reason) == (OK, "") and outcome.status == OK
     assert await rig.stats.members("11223344", "ringing") == {"1752899481.313"}
 
 
-async def test_errors_are_told_too(rig):
-    """With tell: a refused custody is told ERROR with its reason, once, and nothing is counted."""
-    told: List[Tuple[str, str]] = []
-
-    async def tell(status: str, reason: str) -> None:
-        told.append((status, reason))
-
+async def test_errors_are_answered_too(rig):
+    """A refused custody is answered ERROR with its reason, and nothing is counted."""
     rig.outbox.refuse("disk full")
-    outcome = await rig.record.execute(SEED_VALUES, 0.0, Custody(), tell)
-    assert told == [(ERROR, outcome.reason)] and "disk full" in outcome.reason and rig.stats.seen == []
+    recording = rig.record.start(SEED_VALUES, 0.0)
+    answer = await recording.outcome()
+    outcome = await recording.finished()
+    assert answer == outcome and "disk full" in outcome.reason and outcome.status == ERROR and rig.stats.seen == []
+
+
+# --- cut short: an event in custody is never answered ERROR --------------------------------------
+def recorder(delivery: RecordingDelivery, journal: List[str]) -> RecordCallEvent:
+    return RecordCallEvent(make_factory(), delivery, JournalingStats(journal), FixedClock())
+
+
+async def test_cut_short_after_custody_is_ok():
+    """Cut after the event was stored (the statistics still to come): OK."""
+    journal: List[str] = []
+    record = recorder(RecordingDelivery(journal), journal)
+    recording = record.start(SEED_VALUES, 0.0)
+    await recording.outcome()
+    outcome = await record.cut_short(recording, "timeout", 0.1)
+    assert (outcome.status, outcome.reason) == (OK, "") and journal[0] == "custody"
+
+
+async def test_cut_short_before_custody_is_the_callers_error():
+    """Cut while the storing hangs past the time left: ERROR with the caller's reason, nothing counted."""
+    journal: List[str] = []
+    record = recorder(RecordingDelivery(journal, hang_before_custody=True), journal)
+    recording = record.start(SEED_VALUES, 0.5)
+    await asyncio.sleep(0.01)
+    waiting = asyncio.ensure_future(recording.finished())
+    await asyncio.sleep(0.01)
+    waiting.cancel()  # the route's deadline
+    outcome = await record.cut_short(recording, "timeout", 0.05)
+    assert (outcome.status, outcome.reason) == (ERROR, "timeout") and journal == []
+    with pytest.raises(asyncio.CancelledError):
+        await recording.finished()  # the caller's cancel stopped the work
+
+
+async def test_cut_short_waits_for_a_storing_under_way():
+    """Cut while the put is under way: its outcome, within the time left, decides (stored: OK); the
+    rest of the work stopped with the caller."""
+    journal: List[str] = []
+    gate = asyncio.Event()
+    delivery = RecordingDelivery(journal)
+    store = delivery.store
+
+    async def slow_store(envelope, wait_s):
+        await gate.wait()
+        return await store(envelope, wait_s)
+
+    delivery.store = slow_store  # type: ignore[method-assign]
+    record = recorder(delivery, journal)
+    recording = record.start(SEED_VALUES, 0.0)
+    waiting = asyncio.ensure_future(recording.outcome())
+    await asyncio.sleep(0.01)
+    waiting.cancel()  # the route's deadline: the work stops, the storing goes on
+    asyncio.get_running_loop().call_later(0.02, gate.set)
+    outcome = await record.cut_short(recording, "timeout", 1.0)
+    assert outcome.status == OK and journal == ["custody"]  # stored, and not counted after the cut
+
+
+async def test_cut_short_of_a_refused_or_invalid_event_is_an_error():
+    """Refused custody, or values that make no event: ERROR with the caller's reason."""
+    journal: List[str] = []
+    refused = recorder(RecordingDelivery(journal, refuse="disk full"), journal)
+    recording = refused.start(SEED_VALUES, 0.0)
+    assert (await recording.outcome()).status == ERROR
+    assert (await refused.cut_short(recording, "timeout", 0.1)).status == ERROR
+    valid = recorder(RecordingDelivery(journal), journal)
+    recording = valid.start(replace(SEED_VALUES, customer_id=""), 0.0)
+    assert (await recording.outcome()).status == ERROR
+    assert await valid.cut_short(recording, "overloaded", 0.1) == EventOutcome(ERROR, "overloaded")
+
+
+async def test_cut_short_before_the_recording_began_is_an_error():
+    """No recording (cut before the values were read): ERROR with the caller's reason."""
+    record = recorder(RecordingDelivery(), [])
+    outcome = await record.cut_short(None, "overloaded", 0.1)
+    assert (outcome.status, outcome.reason) == (ERROR, "overloaded")
+

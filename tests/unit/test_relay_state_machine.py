@@ -17,13 +17,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from callflow.adapters.clock import SystemClock
+from callflow.adapters.delivery.event_delivery import OutboxEventDelivery
+from callflow.adapters.delivery.pacing import Backoff
+from callflow.adapters.delivery.ports import OutboxUnavailable
+from callflow.adapters.delivery.relay import OutboxRelay
 from callflow.adapters.in_memory_outbox import InMemoryOutbox
 from callflow.adapters.in_memory_publisher import InMemoryPublisher
 from callflow.domain.envelope import EventEnvelope
-from callflow.service_layer.event_delivery import OutboxEventDelivery
-from callflow.service_layer.outbox_relay import OutboxRelay
-from callflow.service_layer.ports import DeliveryRefused, OutboxUnavailable
-from callflow.service_layer.relay_pacing import Backoff
+from callflow.service_layer.ports import DeliveryRefused
 
 CUSTOMERS = st.sampled_from(["c1", "c2", "c3"])
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
 
+from callflow.adapters.delivery.ports import OutboxEntry, OutboxStatus, OutboxUnavailable
 from callflow.domain.envelope import EventEnvelope
-from callflow.service_layer.ports import Clock, OutboxEntry, OutboxStatus, OutboxUnavailable
+from callflow.service_layer.ports import Clock
 
 
 class InMemoryOutbox:

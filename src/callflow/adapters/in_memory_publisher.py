@@ -5,8 +5,8 @@ import asyncio
 from collections import defaultdict
 from typing import DefaultDict, List
 
+from callflow.adapters.delivery.ports import PublishFailed
 from callflow.domain.envelope import EventEnvelope
-from callflow.service_layer.ports import PublishFailed
 
 
 class InMemoryPublisher:

@@ -15,11 +15,12 @@ import re
 from pathlib import Path
 from typing import IO, Dict, Iterable, List, Optional, Set, Tuple
 
-from callflow.adapters.delivery_monitor import LoggingDeliveryMonitor
+from callflow.adapters.delivery.monitor import LoggingDeliveryMonitor
+from callflow.adapters.delivery.ports import EventPublisher
+from callflow.adapters.delivery.relay import OutboxRelay
 from callflow.adapters.sqlite_outbox import SQLiteOutbox
 from callflow.logging import get_logger
-from callflow.service_layer.outbox_relay import OutboxRelay
-from callflow.service_layer.ports import Clock, EventPublisher
+from callflow.service_layer.ports import Clock
 
 _log = get_logger("callflow.outbox")
 Slot = Optional[int]  # None: the unnumbered file of a single process
@@ -122,7 +123,7 @@ class StrandedOutboxes:
 
     A file is taken by whoever gets its lock first (``SQLiteOutbox.open``): with several workers
     scanning, each file is relayed by exactly one. Its relay walks it oldest first, as after a
-    restart (ADR 0036); once it is empty the file is closed and deleted.
+    restart; once it is empty the file is closed and deleted.
     """
 
     def __init__(self, base: Path, workers: int, publisher: EventPublisher, clock: Clock, synchronous: str,

@@ -21,12 +21,12 @@ from aiormq import spec
 from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 
 from callflow import metrics
+from callflow.adapters.delivery.ports import PublishFailed
 from callflow.adapters.rabbitmq_nodes import connect_first
 from callflow.adapters.rabbitmq_topology import declare_exchange, declare_queue
 from callflow.amqp_urls import node_address, parse_amqp_urls, with_heartbeat
 from callflow.domain.envelope import EXCHANGE, INVALID_ROUTING_KEY, EventEnvelope
 from callflow.logging import get_logger
-from callflow.service_layer.ports import PublishFailed
 
 _log = get_logger("callflow.broker")
 _PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
@@ -235,7 +235,7 @@ class RabbitMQPublisher:
 
     async def _connect(self, lost_url: Optional[str] = None) -> None:
         """The URLs in their order, except the one just lost, tried last: a node that stopped
-        answering (rather than refusing) would cost a whole connect timeout first (ADR 0105)."""
+        answering (rather than refusing) would cost a whole connect timeout first."""
         urls = [u for u in self._urls if u != lost_url] + ([lost_url] if lost_url in self._urls else [])
         connection, url, opened = await connect_first(urls, self._connect_timeout_s, self._open_channel)
         assert opened is not None
@@ -247,7 +247,7 @@ class RabbitMQPublisher:
             # a classic queue lives on one node: declaring it again on the new connection finds out
             # whether that node is gone (refused, the event stays in the outbox). Quorum queues
             # outlive a minority of nodes, and declaring one again can wait, up to the cluster's
-            # net_ticktime (60 s), for a node that stopped answering (ADR 0106)
+            # net_ticktime, for a node that stopped answering
             self._queues.clear()
         self._lost = lost
         self._connection, self._channel, self._exchange = connection, channel, exchange

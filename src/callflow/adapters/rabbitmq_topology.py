@@ -20,8 +20,8 @@ async def declare_queue(
 ) -> AbstractQueue:
     """Declare the durable queue ``name`` and bind it to the exchange with routing key ``name``.
 
-    ``quorum``: declared with ``x-queue-type: quorum`` (replicated over the cluster's nodes, ADR
-    0106). ``classic``: declared without the argument, exactly as before the setting existed, so a
+    ``quorum``: declared with ``x-queue-type: quorum`` (replicated over the cluster's nodes).
+    ``classic``: declared without the argument, exactly as before the setting existed, so a
     deployment that does not set it redeclares its existing queues unchanged. RabbitMQ refuses
     (PRECONDITION_FAILED, closing the channel) a declaration whose type differs from the queue's.
 

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from callflow import metrics
+from callflow.adapters.delivery.ports import OutboxEntry, OutboxStatus, OutboxUnavailable
 from callflow.adapters.sqlite_outbox_store import OutboxInUse, OutboxStore
 from callflow.adapters.sqlite_outbox_worker import STOP, OutboxOp, OutboxWorker, Settled
 from callflow.domain.envelope import EventEnvelope
 from callflow.logging import get_logger
-from callflow.service_layer.ports import Clock, OutboxEntry, OutboxStatus, OutboxUnavailable
+from callflow.service_layer.ports import Clock
 
 _log = get_logger("callflow.outbox")
 
@@ -43,7 +44,7 @@ class SQLiteOutbox:
         """Open and check the file; on failure log it clearly and refuse every put (never lose silently).
 
         ``quiet_when_in_use``: a file another process holds is not an error (a stranded outbox another
-        worker relays already, ADR 0111): False without a log line. True when open."""
+        worker relays already): False without a log line. True when open."""
         self._loop = asyncio.get_running_loop()
         try:
             store = await self._loop.run_in_executor(None, OutboxStore.open, self.path, self._synchronous)
@@ -102,7 +103,7 @@ class SQLiteOutbox:
         self._failure = "outbox closed"
 
     def _submit(self, kind: str, arg: Any) -> "asyncio.Future[Any]":
-        # the loop the outbox thread reports to (asked for once, in open(): ADR 0053)
+        # the loop the outbox thread reports to, asked for once in open(): not on every put
         future = (self._loop or asyncio.get_running_loop()).create_future()
         if self._failure is not None:
             future.set_exception(OutboxUnavailable(self._failure))

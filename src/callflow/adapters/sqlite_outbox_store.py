@@ -10,8 +10,8 @@ import sqlite3
 from pathlib import Path
 from typing import IO, List, Optional, Sequence, Tuple
 
+from callflow.adapters.delivery.ports import OutboxEntry, OutboxStatus, OutboxUnavailable
 from callflow.domain.envelope import EventEnvelope
-from callflow.service_layer.ports import OutboxEntry, OutboxStatus, OutboxUnavailable
 
 SCHEMA_VERSION = 1
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")

@@ -11,9 +11,9 @@ import queue
 import time
 from typing import Any, Callable, List, Optional, Tuple
 
+from callflow.adapters.delivery.ports import OutboxUnavailable
 from callflow.adapters.sqlite_outbox_store import OutboxStore
 from callflow.logging import get_logger
-from callflow.service_layer.ports import OutboxUnavailable
 
 STOP = object()
 _log = get_logger("callflow.outbox")

@@ -1,17 +1,16 @@
 """Ports: what the use cases need from the world, in the domain's words.
 
-Every port has a real adapter and an in-memory adapter (``adapters/in_memory.py``), both checked by
-the same contract suite under ``tests/contracts/``.
+Every port has a real adapter and an in-memory adapter (``adapters/in_memory_*.py``), both checked by
+the same contract suite under ``tests/contracts/``. The ports behind ``EventDelivery`` (outbox,
+publisher) belong to the delivery adapter: ``adapters/delivery/ports.py``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import AsyncIterator, Dict, List, Optional, Protocol, Sequence, Set
+from typing import AsyncIterator, Awaitable, Dict, Optional, Protocol, Sequence, Set
 
 from callflow.domain.envelope import EventEnvelope
 from callflow.domain.policy import PhoneListing
-from callflow.service_layer.custody import Custody
 
 
 class Clock(Protocol):
@@ -73,14 +72,21 @@ class PhoneListsUnavailable(Exception):
 class EventDelivery(Protocol):
     """Takes an event into durable custody, then gets it to the broker (now or later, in order)."""
 
-    async def submit(self, envelope: EventEnvelope, wait_s: float, custody: Optional[Custody] = None) -> bool:
-        """Accept ``envelope`` durably, then wait up to ``wait_s`` for the broker's confirm.
+    def store(self, envelope: EventEnvelope, wait_s: float) -> "Awaitable[Stored]":
+        """Take ``envelope`` into durable custody: the awaitable ends once it is stored.
 
-        Returns True when the broker confirmed it within ``wait_s``, False when it is held in the
-        outbox and will be delivered later. Raises ``DeliveryRefused`` when it could not be taken into
-        durable custody (the event is then NOT acknowledged). ``custody`` learns the outcome of the
-        storing even when the caller is cancelled before it ends (or during the confirm wait).
+        It raises ``DeliveryRefused`` when the event could not be stored (it is then NOT
+        acknowledged). ``wait_s`` bounds the wait of ``Stored.confirmed`` for the broker's confirm.
         """
+        ...
+
+
+class Stored(Protocol):
+    """An event in durable custody, on its way to the broker."""
+
+    async def confirmed(self) -> bool:
+        """True when the broker confirmed it within the wait given to ``store``; False when it waits in
+        the outbox and will be delivered later."""
         ...
 
 
@@ -114,103 +120,3 @@ class CallStats(Protocol):
 
 class CallStatsUnavailable(Exception):
     """The call-status store did not answer (down, timed out, refused the command)."""
-
-
-# --- delivery: outbox and publisher -----------------------------------------------------------
-@dataclass(frozen=True)
-class OutboxEntry:
-    """An event held in the outbox: ``entry_id`` grows with every put, so it is the FIFO order."""
-
-    entry_id: int
-    envelope: EventEnvelope
-    stored_at: float  # epoch seconds
-
-
-@dataclass(frozen=True)
-class OutboxStatus:
-    """What an operator asks of the outbox (``callflow outbox status``)."""
-
-    depth: int
-    oldest_age_s: Optional[float]
-    location: str
-
-
-class OutboxUnavailable(Exception):
-    """The outbox cannot take or give events (corrupt, unwritable, disk full, held by another process)."""
-
-
-class Outbox(Protocol):
-    """A durable FIFO of events not yet confirmed by the broker."""
-
-    async def put(self, envelope: EventEnvelope) -> int:
-        """Store ``envelope``; durable when it returns. Returns the entry id. Raises ``OutboxUnavailable``."""
-        ...
-
-    async def pending(self, after_id: int = 0, limit: int = 500) -> List[OutboxEntry]:
-        """Up to ``limit`` entries with ids above ``after_id``, oldest first."""
-        ...
-
-    async def mark_delivered(self, entry_ids: Sequence[int]) -> None:
-        """Forget these entries: the broker confirmed them. Unknown ids are ignored."""
-        ...
-
-    def depth(self) -> int:
-        """How many entries wait (kept in memory, no I/O)."""
-        ...
-
-    @property
-    def problem(self) -> Optional[str]:
-        """Why the outbox cannot take events now (it is unusable, or its last put failed), else None."""
-        ...
-
-    async def status(self) -> OutboxStatus:
-        """Depth, age of the oldest entry, where the outbox lives."""
-        ...
-
-    async def close(self) -> None:
-        ...
-
-
-class PublishFailed(Exception):
-    """The broker did not confirm a message: ``reason`` is nack, returned, timeout, connection,
-    queue_refused (its queue exists with other arguments) or queue_unavailable (its queue's node is down)."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-
-
-class EventPublisher(Protocol):
-    """Gets one envelope to the broker, confirmed; many publishes may be in flight together."""
-
-    async def publish(self, envelope: EventEnvelope) -> None:
-        """Return once the broker confirmed the message as routed; else raise ``PublishFailed``.
-
-        Messages are written to the broker in the order ``publish`` is called.
-        """
-        ...
-
-    def is_connected(self) -> bool:
-        """True when a publish can be attempted now (connection and channel open)."""
-        ...
-
-    async def close(self) -> None:
-        ...
-
-
-class DeliveryMonitor(Protocol):
-    """Where the relay reports the outbox's state (a log line on a change, a gauge)."""
-
-    def depth_changed(self, depth: int) -> None:
-        ...
-
-    def backlog_forming(self, depth: int, reason: str) -> None:
-        """Events started to wait in the outbox (broker unreachable, a publish failed)."""
-        ...
-
-    def backlog_drained(self, delivered: int, seconds: float) -> None:
-        """Everything that waited was delivered; live delivery resumed."""
-        ...
-
-
-# (CallStats: event section, Outbox and EventPublisher: delivery section, below.)

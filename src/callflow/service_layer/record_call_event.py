@@ -1,37 +1,15 @@
 """Use case: record the state of a call (the ``event`` route)."""
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Awaitable, Callable, Optional, Tuple
+from typing import Optional
 
 from callflow.domain.call_event import CallValues
 from callflow.domain.call_event_factory import CallEventFactory, invalid_event_envelope
 from callflow.domain.errors import InvalidEvent
-from callflow.service_layer.custody import Custody
+from callflow.domain.policy import ERROR, OK
+from callflow.service_layer.event_recording import EventOutcome, EventRecording
 from callflow.service_layer.ports import CallStats, Clock, DeliveryRefused, EventDelivery
-
-OK, ERROR = "OK", "ERROR"
-
-
-@dataclass(frozen=True)
-class EventOutcome:
-    """What the dialplan is told and what the log should say.
-
-    ``reason`` (ERROR only) starts with ``invalid:`` (the dialplan's values cannot make an event;
-    retrying will not help) or ``unavailable:`` (the event could not be stored; it may be retried).
-    """
-
-    status: str
-    reason: str = ""
-    call_id: str = ""
-    confirmed: bool = False  # the broker confirmed it within the wait (else it waits in the outbox)
-    stats_error: str = ""  # why the call-status sets were not updated ("" when they were)
-    warnings: Tuple[str, ...] = ()
-
-
-Tell = Callable[[str, str], Awaitable[None]]  # tells the dialplan (status, reason)
 
 
 class RecordCallEvent:
@@ -42,8 +20,10 @@ class RecordCallEvent:
     2. Hand the event to the delivery, which stores it durably before it returns (``wait_s`` bounds
        the wait for the broker's confirm). Refused custody is ERROR: the event is not acknowledged.
     3. Only then add the call to the per-customer status set, so the statistics never count an event
-       that is not in custody; the caller is told OK meanwhile (``tell``), not after: the dialplan
-       does not wait for a count. A failure there still answers OK: the event is safe (ADR 0032).
+       that is not in custody; the answer (OK) is known before that round trip ends: the dialplan
+       does not wait for a count. A failure there still answers OK: the event is safe.
+    4. Cut short before the answer was given (``cut_short``): an event in custody is OK, never ERROR
+       (a dialplan retrying it would send it twice); any other is ERROR with the caller's reason.
     """
 
     def __init__(self, factory: CallEventFactory, delivery: EventDelivery, stats: CallStats, clock: Clock) -> None:
@@ -52,32 +32,44 @@ class RecordCallEvent:
         self._stats = stats
         self._clock = clock
 
-    async def execute(self, values: CallValues, wait_s: float, custody: Optional[Custody] = None,
-                      tell: Optional[Tell] = None) -> EventOutcome:
-        """``custody`` learns whether the event was stored, even if this call is cut short meanwhile;
-        ``tell`` (once, if given) answers the dialplan as soon as the answer is known."""
+    def start(self, values: CallValues, wait_s: float) -> EventRecording:
+        """Begin recording ``values``; the recording gives the outcome, then the statistics' result."""
+        recording = EventRecording()
+        recording.run(self._record(values, wait_s, recording))
+        return recording
+
+    async def execute(self, values: CallValues, wait_s: float) -> EventOutcome:
+        """The whole recording, statistics included."""
+        return await self.start(values, wait_s).finished()
+
+    async def cut_short(self, recording: Optional[EventRecording], error: str, within_s: float) -> EventOutcome:
+        """The answer for a recording cut before it answered (``recording`` None: it never began).
+        A storing still under way gets ``within_s`` to end: only its outcome decides, never a guess.
+        (A caller cancelled while it waited for the recording stopped its remaining work already.)"""
+        held = recording is not None and await recording.in_custody(within_s)
+        return EventOutcome(OK) if held else EventOutcome(ERROR, error)
+
+    async def _record(self, values: CallValues, wait_s: float, recording: EventRecording) -> EventOutcome:
         now = self._clock.now()
         try:
             built = self._factory.build(values, now)
         except InvalidEvent as invalid:
-            return await _told(tell, await self._reject(values, invalid.reason, now, wait_s))
+            recording.refused()
+            return recording.answered(await self._reject(values, invalid.reason, now, wait_s))
         event = built.event
         try:
-            confirmed = await self._delivery.submit(built.envelope(), wait_s, custody)
+            stored = await recording.stored(self._delivery.store(built.envelope(), wait_s))
         except DeliveryRefused as refused:
-            outcome = EventOutcome(ERROR, f"unavailable: {refused}", event.call_id, warnings=built.warnings)
-            return await _told(tell, outcome)
-        if tell is None:
-            stats_error = await self._record_stats(event.customer_id, event.call_status, event.call_id)
-        else:  # the count's round trip overlaps the answer's
-            counting = asyncio.ensure_future(self._record_stats(event.customer_id, event.call_status, event.call_id))
-            await tell(OK, "")
-            stats_error = await counting
+            return recording.answered(
+                EventOutcome(ERROR, f"unavailable: {refused}", event.call_id, warnings=built.warnings))
+        confirmed = await stored.confirmed()
+        recording.answered(EventOutcome(OK, "", event.call_id, confirmed, warnings=built.warnings))
+        stats_error = await self._record_stats(event.customer_id, event.call_status, event.call_id)
         return EventOutcome(OK, "", event.call_id, confirmed, stats_error, built.warnings)
 
     async def _reject(self, values: CallValues, reason: str, now: datetime, wait_s: float) -> EventOutcome:
         try:
-            await self._delivery.submit(invalid_event_envelope(values, reason, now), wait_s)
+            await (await self._delivery.store(invalid_event_envelope(values, reason, now), wait_s)).confirmed()
         except DeliveryRefused as refused:
             reason = f"{reason} (report not accepted: {refused})"
         return EventOutcome(ERROR, f"invalid: {reason}", values.call_id or values.unique_id)
@@ -88,9 +80,3 @@ class RecordCallEvent:
         except Exception as failure:  # noqa: BLE001 - the event is in custody: nothing here may undo OK
             return f"{type(failure).__name__}: {failure}"
         return ""
-
-
-async def _told(tell: Optional[Tell], outcome: EventOutcome) -> EventOutcome:
-    if tell is not None:
-        await tell(outcome.status, outcome.reason)
-    return outcome

@@ -10,11 +10,12 @@ import structlog
 from callflow import metrics
 from callflow.containers import Application
 from callflow.domain.call_event import CallValues
+from callflow.domain.policy import OK
 from callflow.entrypoints.agi.dialplan_values import read_dialplan_values
 from callflow.entrypoints.agi.session import AgiSession, Route
 from callflow.logging import get_logger
-from callflow.service_layer.custody import Custody
-from callflow.service_layer.record_call_event import ERROR, OK, EventOutcome, RecordCallEvent
+from callflow.service_layer.event_recording import EventOutcome, EventRecording
+from callflow.service_layer.record_call_event import RecordCallEvent
 
 _FALLBACK_ERRORS = {"deadline": "timeout", "overloaded": "overloaded"}
 _REPLY_MARGIN_S = 0.05  # the answer's round trip (two when EXEC MSet cannot carry it), with room to spare
@@ -55,7 +56,7 @@ class EventRoute(Route):
         self._record = record
         self._publish_timeout_s = publish_timeout_s
         self._reserve_s = reserve_s
-        self._custody: "weakref.WeakKeyDictionary[AgiSession, Custody]" = weakref.WeakKeyDictionary()
+        self._recordings: "weakref.WeakKeyDictionary[AgiSession, EventRecording]" = weakref.WeakKeyDictionary()
 
     async def handle(self, session: AgiSession) -> None:
         values, combined, prior_error = await read_dialplan_values(session)
@@ -66,21 +67,22 @@ class EventRoute(Route):
               customer_id=call.customer_id[:_LOGGED_CHARS], call_status=call.call_status[:_LOGGED_CHARS],
               one_round_trip=combined)
         wait_s = max(0.0, min(self._publish_timeout_s, session.remaining() - self._reserve_s))
-        custody = self._custody[session] = Custody()
-        outcome = await self._record.execute(call, wait_s, custody,
-                                             lambda status, reason: _answer(session, status, reason, prior_error))
-        self._custody.pop(session, None)
+        recording = self._recordings[session] = self._record.start(call, wait_s)
+        answer = await recording.outcome()
+        await _answer(session, answer.status, answer.reason, prior_error)
+        outcome = await recording.finished()  # the statistics' round trip overlapped the answer's
+        self._recordings.pop(session, None)
         _log_outcome(outcome)
 
     async def fallback(self, session: AgiSession, reason: str) -> None:
-        custody = self._custody.pop(session, None)
-        # a put cut short goes on: its outcome (within the grace) decides, never a guess
-        if custody is not None and await custody.settled(session.remaining() - _REPLY_MARGIN_S):
+        outcome = await self._record.cut_short(self._recordings.pop(session, None),
+                                               _FALLBACK_ERRORS.get(reason, "internal"),
+                                               session.remaining() - _REPLY_MARGIN_S)
+        if outcome.status == OK:
             _log.warning("event in custody, session cut short", cut_by=reason)
-            await _answer(session, OK, "")
-            return
-        _log.warning("event not recorded", cut_by=reason)
-        await _answer(session, ERROR, _FALLBACK_ERRORS.get(reason, "internal"))
+        else:
+            _log.warning("event not recorded", cut_by=reason)
+        await _answer(session, outcome.status, outcome.reason)
 
 
 async def _answer(session: AgiSession, status: str, reason: str, prior_error: Optional[str] = None) -> None:

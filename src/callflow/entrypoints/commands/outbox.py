@@ -12,11 +12,11 @@ import sys
 from typing import List, Optional
 
 from callflow.adapters.clock import SystemClock
+from callflow.adapters.delivery.ports import OutboxStatus, OutboxUnavailable
 from callflow.adapters.outbox_files import family
 from callflow.adapters.sqlite_outbox_store import NotAnOutbox, read_status
 from callflow.entrypoints.cli import EXIT_UNAVAILABLE, EXIT_USAGE, add_command_group
 from callflow.entrypoints.commands.config import load_settings
-from callflow.service_layer.ports import OutboxStatus, OutboxUnavailable
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:

@@ -2,16 +2,25 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Dict, List, Optional, Set
+from typing import Dict, List, Optional, Protocol, Set
 
-from callflow.service_layer.ports import DeliveryMonitor, EventPublisher, Outbox, OutboxEntry, OutboxUnavailable, PublishFailed
+from callflow.adapters.delivery.ports import DeliveryMonitor, EventPublisher, Outbox, OutboxEntry, OutboxUnavailable, PublishFailed
+
+
+class DispatchListener(Protocol):
+    """What the dispatcher tells the relay: one call per step that may free a slot or end a backlog."""
+
+    def progressed(self, failure: Optional[str] = None) -> None:
+        """A publish ended (``failure``: why the broker did not confirm it) or confirmed entries left
+        the outbox."""
+        ...
 
 
 class Dispatcher:
     """Publishes entries concurrently, in the order given; never the same entry twice at once.
 
     An entry stays "in flight" from its publish until the outbox has forgotten it, so no walk of the
-    outbox can send it again meanwhile. ``on_failure(reason)`` and ``on_progress()`` tell the relay.
+    outbox can send it again meanwhile. Each step that ends is told to ``listener`` (the relay).
     """
 
     def __init__(
@@ -19,11 +28,10 @@ class Dispatcher:
         outbox: Outbox,
         publisher: EventPublisher,
         monitor: DeliveryMonitor,
-        on_failure: Callable[[str], None],
-        on_progress: Callable[[], None],
+        listener: DispatchListener,
     ) -> None:
         self._outbox, self._publisher, self._monitor = outbox, publisher, monitor
-        self._on_failure, self._on_progress = on_failure, on_progress
+        self._listener = listener
         self.in_flight: Set[int] = set()
         self.publishing = 0  # publishes awaiting their confirm
         self.confirmed_total = 0
@@ -62,12 +70,13 @@ class Dispatcher:
         await asyncio.gather(*late, return_exceptions=True)
 
     async def _deliver(self, entry: OutboxEntry) -> None:
+        failure: Optional[str] = None
         try:
             await self._publisher.publish(entry.envelope)
         except Exception as exc:  # PublishFailed, or an adapter's bug: either way the entry stays stored
             self.in_flight.discard(entry.entry_id)
             self._settle_waiter(entry.entry_id, False)
-            self._on_failure(exc.reason if isinstance(exc, PublishFailed) else repr(exc))
+            failure = exc.reason if isinstance(exc, PublishFailed) else repr(exc)
         else:
             self.confirmed_total += 1
             self._settle_waiter(entry.entry_id, True)
@@ -76,7 +85,7 @@ class Dispatcher:
                 self._forgetter = asyncio.ensure_future(self._forget_confirmed())
         finally:
             self.publishing -= 1
-            self._on_progress()
+            self._listener.progressed(failure)
 
     def _settle_waiter(self, entry_id: int, confirmed: bool) -> None:
         waiter = self._waiters.pop(entry_id, None)
@@ -90,8 +99,8 @@ class Dispatcher:
             try:
                 await self._outbox.mark_delivered(batch)
             except OutboxUnavailable:
-                pass  # still stored: the stray audit sends it again, with the same message_id
+                pass  # still stored: the stray check sends it again, with the same message_id
             finally:
                 self.in_flight.difference_update(batch)
             self._monitor.depth_changed(self._outbox.depth())
-            self._on_progress()
+            self._listener.progressed()

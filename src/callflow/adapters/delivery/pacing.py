@@ -1,10 +1,14 @@
-"""How the relay paces itself: retry backoff, and the backlog it reports (forming, drained)."""
+"""How the relay paces itself: retry backoff, the backlog it reports (forming, drained), and the
+check that nothing stored is left behind while it is live."""
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Set
 
-from callflow.service_layer.ports import DeliveryMonitor
+from callflow.adapters.delivery.ports import DeliveryMonitor, Outbox, OutboxUnavailable
+
+if TYPE_CHECKING:
+    from callflow.adapters.delivery.dispatch import Dispatcher
 
 
 class Backoff:
@@ -42,9 +46,9 @@ class Backlog:
     when no entry up to ``until`` is still awaiting its confirm.
     """
 
-    def __init__(self, monitor: DeliveryMonitor, confirmed_total: Callable[[], int]) -> None:
+    def __init__(self, monitor: DeliveryMonitor, dispatcher: "Dispatcher") -> None:
         self._monitor = monitor
-        self._confirmed_total = confirmed_total
+        self._dispatcher = dispatcher
         self._since: Optional[float] = None
         self._confirmed_before = 0
         self._until: Optional[int] = None
@@ -53,7 +57,7 @@ class Backlog:
         self._until = None
         if self._since is None:
             self._since = asyncio.get_running_loop().time()
-            self._confirmed_before = self._confirmed_total()
+            self._confirmed_before = self._dispatcher.confirmed_total
             self._monitor.backlog_forming(depth, reason)
 
     def caught_up(self, until: int) -> None:
@@ -65,26 +69,39 @@ class Backlog:
             return
         if lowest_in_flight is None or lowest_in_flight > self._until:
             seconds = asyncio.get_running_loop().time() - self._since
-            delivered = self._confirmed_total() - self._confirmed_before
+            delivered = self._dispatcher.confirmed_total - self._confirmed_before
             self._since = self._until = None
             self._monitor.backlog_drained(delivered, seconds)
 
 
-class StrayAudit:
-    """Safety net of the live mode: entries stored but neither being stored, offered nor in flight
-    (a confirmed entry the outbox failed to forget, say), seen at two audits in a row, make the relay
-    walk the outbox. Nothing stored may wait for the next failure or restart to be sent."""
+class StrayCheck:
+    """Safety net of the live mode: every ``period_s`` the oldest stored entries are read; one that is
+    neither offered nor in flight at two checks in a row (a confirmed entry the outbox failed to
+    forget, say) makes the relay walk the outbox. Nothing stored may wait for the next failure or
+    restart to be sent.
 
-    def __init__(self, period_s: float) -> None:
+    Two checks in a row, because an entry just stored is in the outbox a moment before it is offered.
+    Strays sink to the front: everything stored before one is delivered, so the oldest are read.
+    """
+
+    def __init__(self, period_s: float, sample: int = 32) -> None:
         self.period_s = period_s
+        self._sample = sample
         self._next = 0.0
-        self._seen_before = False
+        self._suspects: Set[int] = set()
 
-    def finds_strays(self, unaccounted: int) -> bool:
+    async def finds_strays(self, outbox: Outbox, accounted: Callable[[], Set[int]]) -> bool:
+        """True when an entry not ``accounted`` for was not accounted for at the last check either."""
         now = asyncio.get_running_loop().time()
         if now < self._next:
             return False
         self._next = now + self.period_s
-        strays = unaccounted > 0 and self._seen_before
-        self._seen_before = unaccounted > 0 and not strays
-        return strays
+        try:
+            oldest = await outbox.pending(0, self._sample) if outbox.depth() else []
+        except OutboxUnavailable:
+            return False  # the next check reads again; a failing outbox fails the puts too
+        known = accounted()
+        unaccounted = {entry.entry_id for entry in oldest if entry.entry_id not in known}
+        strays = unaccounted & self._suspects
+        self._suspects = unaccounted - strays
+        return bool(strays)

@@ -8,11 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import AsyncIterator, Tuple
 
+from callflow.adapters.delivery.ports import DeliveryMonitor, EventPublisher, Outbox
+from callflow.adapters.delivery.relay import OutboxRelay
 from callflow.adapters.rabbitmq_publisher import RabbitMQPublisher
 from callflow.adapters.sqlite_outbox import SQLiteOutbox
 from callflow.logging import get_logger
-from callflow.service_layer.outbox_relay import OutboxRelay
-from callflow.service_layer.ports import Clock, DeliveryMonitor, EventPublisher, Outbox
+from callflow.service_layer.ports import Clock
 
 _log = get_logger("callflow.outbox")
 

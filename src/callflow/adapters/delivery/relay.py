@@ -1,26 +1,30 @@
-"""The relay: the only path from the outbox to the broker.
+"""The relay: the only path from the outbox to the broker (ADR 0036, ADR 0130).
 
-Rules (ADR 0036):
+Rules:
 - Live: when nothing older waits, an event is published as soon as it is stored (no outbox read).
 - Catch-up: after a failed publish, or when events are held from before, the relay walks the
   outbox oldest first and publishes what it finds; it backs off while publishes fail and polls
   while the broker is unreachable; it is live again once a walk dispatched everything cleanly.
 - Publishes start in entry-id order, many confirms in flight together (``max_in_flight``).
 - An entry is never in flight twice at once; it leaves the outbox only once the broker confirmed it.
+- Live, the oldest stored entries are checked now and then: one neither offered nor in flight at two
+  checks in a row makes the relay walk the outbox.
 """
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Deque, Optional
+from typing import Deque, Optional, Set
 
-from callflow.service_layer.ports import DeliveryMonitor, EventPublisher, Outbox, OutboxEntry, OutboxUnavailable
-from callflow.service_layer.relay_dispatch import Dispatcher
-from callflow.service_layer.relay_pacing import Backlog, Backoff, StrayAudit
+from callflow.adapters.delivery.dispatch import Dispatcher
+from callflow.adapters.delivery.pacing import Backlog, Backoff, StrayCheck
+from callflow.adapters.delivery.ports import DeliveryMonitor, EventPublisher, Outbox, OutboxEntry, OutboxUnavailable
 
 
 class OutboxRelay:
-    """Drains the outbox to the publisher: ``start()``, ``announce()``/``offer()`` each entry, ``stop()``."""
+    """Drains the outbox to the publisher: ``start()``, ``offer()`` each entry once stored, ``stop()``.
+
+    Its dispatcher tells it each step that ended through ``progressed`` (the DispatchListener)."""
 
     def __init__(
         self,
@@ -36,14 +40,13 @@ class OutboxRelay:
         self._outbox, self._publisher, self._monitor = outbox, publisher, monitor
         self._max_in_flight, self._page_size, self._poll_s = max_in_flight, page_size, poll_s
         self._backoff = backoff or Backoff()
-        self._audit = StrayAudit(audit_s)
-        self._send = Dispatcher(outbox, publisher, monitor, self._fall_behind, self._progressed)
-        self._backlog = Backlog(monitor, lambda: self._send.confirmed_total)
+        self._strays = StrayCheck(audit_s)
+        self._send = Dispatcher(outbox, publisher, monitor, self)
+        self._backlog = Backlog(monitor, self._send)
         self._live = False
         self._walking = False
         self._offered: Deque[OutboxEntry] = deque()  # stored, waiting for a slot (live or mid-walk)
         self._horizon = 0  # highest entry id a walk has read: lower ones are the walk's business
-        self._storing = 0  # announced, not yet offered
         self._walk_failed = False
         self._changed = asyncio.Event()  # something to do: an offer, a free slot, a failure, a stop
         self._stopping = False
@@ -62,17 +65,9 @@ class OutboxRelay:
         self._monitor.depth_changed(held)
         self._runner = asyncio.ensure_future(self._run())
 
-    def announce(self) -> None:
-        """An entry is being stored; ``offer`` (or ``withdraw`` if storing failed) follows."""
-        self._storing += 1
-
-    def withdraw(self) -> None:
-        self._storing -= 1
-
     def offer(self, entry: OutboxEntry, awaited: bool = True) -> "Optional[asyncio.Future[bool]]":
         """A new entry is stored. When ``awaited``, returns a future that turns True on its confirm,
         False when its publish failed; None when the broker is unreachable or nobody waits."""
-        self._storing -= 1
         self._monitor.depth_changed(self._outbox.depth())
         if not self._publisher.is_connected():
             self._fall_behind("broker unreachable")
@@ -130,11 +125,14 @@ class OutboxRelay:
             if entry.entry_id > self._horizon:
                 self._send.dispatch(entry)
         self._changed.clear()
-        accounted = len(self._send.in_flight) + len(self._offered) + self._storing
-        if self._audit.finds_strays(self._outbox.depth() - accounted):
+        if await self._strays.finds_strays(self._outbox, self._accounted) and self._live:
             self._fall_behind("stored entries missed the live path")
         elif self._live and not (self._offered and self._has_slot()):
-            await _wait(self._changed, self._audit.period_s)
+            await _wait(self._changed, self._strays.period_s)
+
+    def _accounted(self) -> Set[int]:
+        """The entries the relay knows of: in flight (until the outbox forgot them) or offered."""
+        return self._send.in_flight | {entry.entry_id for entry in self._offered}
 
     async def _walk(self) -> bool:
         """One pass over the outbox, oldest first; True when everything was dispatched cleanly."""
@@ -172,7 +170,7 @@ class OutboxRelay:
         self._live = True
         self._backoff.reset()
         self._backlog.caught_up(self._horizon)
-        self._progressed()
+        self.progressed()
 
     def _fall_behind(self, reason: str) -> None:
         self._walk_failed = True
@@ -182,8 +180,11 @@ class OutboxRelay:
         self._backlog.forming(self._outbox.depth(), reason)
         self._changed.set()
 
-    def _progressed(self) -> None:
-        """A publish ended or entries were forgotten: free slot, maybe the backlog is all delivered."""
+    def progressed(self, failure: Optional[str] = None) -> None:
+        """A publish ended (``failure``: it was not confirmed) or entries were forgotten: a free slot,
+        maybe the backlog is all delivered."""
+        if failure is not None:
+            self._fall_behind(failure)
         self._changed.set()
         if self._live:
             self._backlog.delivered_up_to(self._send.lowest_in_flight())
