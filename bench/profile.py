@@ -24,7 +24,7 @@ from bench.servers import REPO, callflow_server
 GROUPS = (  # first match wins: where a frame's code lives
     ("callflow", "callflow/"), ("structlog", "structlog/"), ("logging", "logging/"),
     ("prometheus", "prometheus_client/"), ("redis", "redis/"), ("aio_pika", "aio_pika/"),
-    ("aiormq", "aiormq/"), ("pamqp", "pamqp/"), ("panoramisk", "panoramisk/"), ("sqlite3", "sqlite3/"), ("asyncio", "asyncio/"),
+    ("aiormq", "aiormq/"), ("pamqp", "pamqp/"), ("sqlite3", "sqlite3/"), ("asyncio", "asyncio/"),
     ("uvloop", "uvloop"), ("phonenumbers", "phonenumbers/"), ("pydantic", "pydantic"),
 )
 
@@ -38,7 +38,7 @@ COST_CENTRES = (
     ("outbox (SQLite)", ("sqlite3", "callflow/adapters/sqlite", "callflow/adapters/outbox")),
     ("phone numbers", ("phonenumbers/", "callflow/domain/phone")),
     ("event model", ("callflow/domain/call_", "callflow/domain/envelope")),
-    ("AGI commands and replies, header parsing", ("FastAgiSession.", "agi/protocol.py", "panoramisk/")),
+    ("AGI commands and replies, header parsing", ("FastAgiSession.", "agi/protocol.py")),
     ("session plumbing (accept, runner, deadlines, routes)", ("callflow/entrypoints/agi/",)),
 )
 

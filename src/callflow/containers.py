@@ -6,7 +6,8 @@ InMemoryAdapters(...))`` (tests); clients are opened by ``init_resources()`` and
 """
 from __future__ import annotations
 
-from typing import Type, TypeVar
+import inspect
+from typing import Any, Type, TypeVar
 from zoneinfo import ZoneInfo
 
 from dependency_injector import containers, providers
@@ -171,3 +172,15 @@ def build_admin_application(settings: Settings) -> Application:
     adapters = RealAdapters(settings=settings)
     adapters.redis_warm_connections.override(providers.Object(0))
     return Application(settings=settings, adapters=adapters)
+
+
+async def resolved(provided: Any) -> Any:
+    """What a provider gives, awaited when it is an awaitable.
+
+    dependency-injector hands out a Resource built by an async function (a client, the outbox), and
+    anything that depends on one, as an awaitable, and a plain Singleton as the object itself; the
+    in-memory adapters have no async Resources. Entrypoints ask through here and need not know which.
+    ``init_resources()`` and ``shutdown_resources()`` likewise return an awaitable only when some
+    Resource is async.
+    """
+    return await provided if inspect.isawaitable(provided) else provided

@@ -6,24 +6,19 @@ message id of each one acknowledged, then waits to be killed. Run by ``test_deli
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from callflow.config import Settings
-from callflow.containers import build_application
+from callflow.containers import build_application, resolved
 from callflow.domain.envelope import EventEnvelope
 from callflow.logging import configure_logging
 
 
 def child_event(routing_key: str, n: int) -> EventEnvelope:
     return EventEnvelope.of(routing_key, json.dumps({"call_id": f"1752899481.{n}", "n": n}).encode())
-
-
-async def resolved(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
 
 
 async def main(outbox: Path, amqp_url: str, routing_key: str, count: int, wait_s: float) -> None:

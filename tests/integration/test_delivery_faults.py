@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import signal
 import sys
@@ -13,17 +12,13 @@ from typing import Any, Callable, Dict, List
 import pytest
 
 from callflow.config import Settings
-from callflow.containers import build_application
+from callflow.containers import build_application, resolved
 from callflow.domain.envelope import EventEnvelope
 from tests.integration.delivery_child import child_event
 from tests.support.broker import broker_stopped, first_seen, take_all
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
-
-
-async def resolved(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
 
 
 async def drain(settings: Settings, queue: str, amqp_url: str) -> List[str]:

@@ -17,14 +17,14 @@ from tests.support.agi_routes import EchoRoute, ScriptRoute
 
 
 def test_application_builds_outside_a_running_loop_without_deprecation():
-    """Unlike panoramisk's __init__, building the application asks nothing of the event loop."""
+    """Building the application asks nothing of the event loop (no get_event_loop() outside one)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         FastAgiApplication(AgiLimits())
 
 
 def test_a_plain_function_endpoint_is_refused_with_a_clear_error():
-    """panoramisk wrapped sync endpoints with asyncio.coroutine (gone in 3.11): refuse them up front."""
+    """A sync endpoint would return before its work is done: refused up front, with a clear error."""
     app = FastAgiApplication(AgiLimits())
     with pytest.raises(TypeError, match="must be an async function"):
         app.add_route("sync", lambda session: None)
@@ -36,6 +36,19 @@ def test_a_plain_function_endpoint_is_refused_with_a_clear_error():
     assert app.route_names() == ["async"]
     with pytest.raises(ValueError):
         app.add_route("async", endpoint)
+
+
+def test_a_route_registered_twice_is_refused():
+    """Two endpoints for one route would leave one of them silently unused."""
+    app = FastAgiApplication(AgiLimits())
+
+    async def endpoint(session):
+        return None
+
+    app.add_route("checkphone", endpoint)
+    with pytest.raises(ValueError, match="'checkphone' is already registered"):
+        app.add_route("checkphone", endpoint)
+    assert app.route_names() == ["checkphone"]
 
 
 def test_a_route_with_a_sync_handle_or_no_deadline_is_refused():
@@ -62,17 +75,36 @@ def build_nothing(app):
     return object()
 
 
-async def test_build_routes_awaits_async_builders_and_refuses_duplicates(monkeypatch):
-    """Each ROUTE_BUILDERS line adds a route by name; sync and async builders both work."""
-    here = __name__
-    monkeypatch.setattr(route_table, "ROUTE_BUILDERS", (f"{here}:build_echo", f"{here}:build_echo_later"))
-    assert sorted(await route_table.build_routes(object(), None)) == ["echo", "later"]
-    monkeypatch.setattr(route_table, "ROUTE_BUILDERS", (f"{here}:build_echo", f"{here}:build_echo"))
-    with pytest.raises(ValueError, match="two AGI routes named 'echo'"):
-        await route_table.build_routes(object(), None)
-    monkeypatch.setattr(route_table, "ROUTE_BUILDERS", (f"{here}:build_nothing",))
+async def test_build_routes_awaits_async_builders_and_refuses_a_misnamed_route():
+    """Each entry of the table adds a route by name; sync and async builders both work; a builder
+    whose route answers to another name (two routes would then share one) or that builds no Route
+    stops the start."""
+    built = await route_table.build_routes(object(), None, {"echo": build_echo, "later": build_echo_later})
+    assert sorted(built) == ["echo", "later"] and built["later"].name == "later"
+    with pytest.raises(ValueError, match="AGI route 'again': build_echo built the route 'echo'"):
+        await route_table.build_routes(object(), None, {"echo": build_echo, "again": build_echo})
     with pytest.raises(TypeError, match="not a Route"):
-        await route_table.build_routes(object(), None)
+        await route_table.build_routes(object(), None, {"nothing": build_nothing})
+
+
+def test_the_route_table_holds_the_routes_of_the_spec():
+    """SPEC §1: dialplans call exactly these two routes."""
+    assert sorted(route_table.ROUTES) == ["checkphone", "event"]
+
+
+async def test_every_route_of_the_table_is_built_from_the_container():
+    """The real table, on in-memory adapters: each builder gives the route its key names."""
+    from callflow.config import Settings
+    from callflow.containers import build_application, resolved
+
+    settings = Settings(_env_file=None)
+    app = build_application(settings, in_memory=True)
+    await resolved(app.init_resources())
+    try:
+        built = await route_table.build_routes(app, settings)
+        assert {name: route.name for name, route in built.items()} == {"checkphone": "checkphone", "event": "event"}
+    finally:
+        await resolved(app.shutdown_resources())
 
 
 @pytest.mark.parametrize("host, allowed", [

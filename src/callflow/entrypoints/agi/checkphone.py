@@ -1,12 +1,12 @@
 """The ``checkphone`` route: a caller's number in, PHONE_POLICY and its companions out (SPEC §1)."""
 from __future__ import annotations
 
-import inspect
 import weakref
 from typing import Any
 
 import structlog
 
+from callflow.containers import resolved
 from callflow.domain.policy import PhonePolicy, PolicyResult
 from callflow.entrypoints.agi.session import AgiSession, Route
 from callflow.service_layer.check_phone import CheckPhone
@@ -24,7 +24,7 @@ async def build_checkphone_route(app: Any) -> "CheckPhoneRoute":
     dependency-injector hands it out as an awaitable.
     """
     settings = app.settings()
-    return CheckPhoneRoute(await _resolved(app.check_phone()), await _resolved(app.phone_policy()),
+    return CheckPhoneRoute(await resolved(app.check_phone()), await resolved(app.phone_policy()),
                            deadline_s=settings.checkphone_deadline_ms / 1000.0,
                            log_full_numbers=settings.log_numbers == "full")
 
@@ -85,10 +85,6 @@ def number_to_check(session: AgiSession) -> str:
     if session.args and session.args[0].strip():
         return session.args[0]
     return session.env.get("agi_callerid", "")
-
-
-async def _resolved(provided: Any) -> Any:
-    return await provided if inspect.isawaitable(provided) else provided
 
 
 async def answer(session: AgiSession, result: PolicyResult) -> None:

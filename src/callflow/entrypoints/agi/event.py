@@ -1,14 +1,13 @@
 """The ``event`` route: the dialplan's values in, a call event into custody, CALLFLOW_STATUS out."""
 from __future__ import annotations
 
-import inspect
 import weakref
 from typing import Optional
 
 import structlog
 
 from callflow import metrics
-from callflow.containers import Application
+from callflow.containers import Application, resolved
 from callflow.domain.call_event import CallValues
 from callflow.domain.policy import OK
 from callflow.entrypoints.agi.dialplan_values import read_dialplan_values
@@ -30,9 +29,8 @@ async def build_event_route(app: Application) -> "EventRoute":
     """The route wired from ``app`` (resources initialised). Async: on real adapters the use case
     depends on async Resources (Redis client, outbox), so the container hands it out as an awaitable."""
     settings = app.settings()
-    record = app.record_call_event()
     return EventRoute(
-        await record if inspect.isawaitable(record) else record,
+        await resolved(app.record_call_event()),
         deadline_s=settings.event_deadline_ms / 1000.0,
         publish_timeout_s=settings.publish_timeout_ms / 1000.0,
         reserve_s=settings.redis_timeout_ms / 1000.0 + _REPLY_MARGIN_S,

@@ -1,20 +1,15 @@
-"""FastAGI sessions and routing: the only module that imports panoramisk (ADR 0010, 0013).
+"""FastAGI sessions and routing: the session a route talks to, and the application that runs a route.
 
-Kept from panoramisk 1.4: ``Application``'s route registry (``add_route``/``_route``). Replaced:
-the transport (``connection.AgiConnection``, an ``asyncio.Protocol``: bounded header, EOF at any
-point ends cleanly), the reply reader (``protocol``: HANGUP, 100, 520 blocks, data to the last
-``)``), and ``add_route``'s ``asyncio.coroutine`` wrapping (gone in Python 3.11): only async
-endpoints are accepted.
+The transport is ``connection.AgiConnection`` (an ``asyncio.Protocol``: bounded header, EOF at any
+point ends cleanly) and the reply reader is ``protocol`` (HANGUP, 100, 520 blocks, data to the last
+``)``); the route registry is a dict of async endpoints (ADR 0013, 0135).
 """
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Set, Tuple
-
-from panoramisk.fast_agi import Application
 
 from callflow.entrypoints.agi import observe
 from callflow.entrypoints.agi.connection import AgiConnection
@@ -100,7 +95,7 @@ class FastAgiSession(AgiSession):
         return await self.connection.exchange(encode_command(line))
 
     async def send_command(self, command: str) -> AgiReply:
-        """Send one command line as it is; read its final reply (panoramisk's name)."""
+        """Send one command line as it is; read its final reply."""
         return await self.connection.exchange(encode_command(command))
 
     async def get_variable(self, name: str) -> Optional[str]:
@@ -183,33 +178,31 @@ def _accepted(reply: AgiReply) -> AgiReply:
     return reply
 
 
-class FastAgiApplication(Application):
-    """panoramisk's ``Application``: its route registry kept, its connection handling replaced."""
+class FastAgiApplication:
+    """The AGI routes by name, and the running of one session's route."""
 
     def __init__(self, limits: AgiLimits) -> None:
-        # Not Application.__init__: it calls asyncio.get_event_loop(), deprecated outside a loop.
-        dict.__init__(self)
-        self.default_encoding = "utf-8"
-        self.loop = None
-        self._route: "OrderedDict[str, Endpoint]" = OrderedDict()
         self.limits = limits
         self.without_mset: Set[str] = set()  # Asterisk hosts that refused EXEC MSet (ADR 0070)
+        self._routes: Dict[str, Endpoint] = {}
 
     def add_route(self, path: str, endpoint: Endpoint) -> None:
         """Register ``async def endpoint(session)`` for ``path``; anything else is refused."""
         if not asyncio.iscoroutinefunction(endpoint):
             raise TypeError(f"AGI route {path!r}: the endpoint must be an async function, got {endpoint!r}")
-        super().add_route(path, endpoint)
+        if path in self._routes:
+            raise ValueError(f"AGI route {path!r} is already registered")
+        self._routes[path] = endpoint
 
     def route_names(self) -> List[str]:
-        return list(self._route)
+        return list(self._routes)
 
     def session(self, connection: AgiConnection, header: AgiHeader) -> FastAgiSession:
         return FastAgiSession(connection, header, self.limits.grace_s, self.without_mset)
 
     async def serve(self, session: FastAgiSession) -> None:
         """Run the session's route (or answer an unknown one). Never raises but for cancellation."""
-        endpoint = self._route.get(session.route)
+        endpoint = self._routes.get(session.route)
         with observe.session_context(session, known_route=endpoint is not None):
             try:
                 await (endpoint or self._answer_unknown_route)(session)

@@ -1,40 +1,36 @@
-"""The route table the server serves: one line per route in ``ROUTE_BUILDERS``.
+"""The route table the server serves: ``ROUTES``, one entry per AGI route of SPEC §1.
 
-A route module offers ``build_<name>_route(app) -> Route`` (sync or async; ``app``: the container
-from ``callflow.containers.build_application``, resources already initialised) and lists its
-``"module:function"`` below. A listed route that cannot be built stops the start: a server that
-silently lacks a route would answer every such call ERROR.
+A route module offers ``build_<name>_route(app) -> Route`` (``app``: the container from
+``callflow.containers.build_application``, resources already initialised; the builder may be async).
+A route that cannot be built stops the start: a server that silently lacked a route would answer
+every such call ERROR.
 """
 from __future__ import annotations
 
-import importlib
-import inspect
-from typing import Any, Tuple
+from typing import Any, Awaitable, Callable, Mapping, Union
 
 from callflow.config import Settings
+from callflow.containers import resolved
+from callflow.entrypoints.agi.checkphone import build_checkphone_route
+from callflow.entrypoints.agi.event import build_event_route
 from callflow.entrypoints.agi.session import Route, RouteTable
 
-ROUTE_BUILDERS: Tuple[str, ...] = (
-    "callflow.entrypoints.agi.checkphone:build_checkphone_route",
-    "callflow.entrypoints.agi.event:build_event_route",
-)
+RouteBuilder = Callable[[Any], Union[Route, Awaitable[Route]]]
+
+ROUTES: Mapping[str, RouteBuilder] = {
+    "checkphone": build_checkphone_route,
+    "event": build_event_route,
+}
 
 
-async def build_routes(app: Any, settings: Settings) -> RouteTable:
-    """Every route of ``ROUTE_BUILDERS``, built from ``app``, keyed by its name."""
+async def build_routes(app: Any, settings: Settings, builders: Mapping[str, RouteBuilder] = ROUTES) -> RouteTable:
+    """Every route of ``builders`` (``ROUTES`` unless a test gives its own), built from ``app``."""
     routes: RouteTable = {}
-    for spec in ROUTE_BUILDERS:
-        route = _builder(spec)(app)
-        if inspect.isawaitable(route):
-            route = await route
+    for name, build in builders.items():
+        route = await resolved(build(app))
         if not isinstance(route, Route):
-            raise TypeError(f"{spec} built {route!r}, not a Route")
-        if route.name in routes:
-            raise ValueError(f"two AGI routes named {route.name!r}")
-        routes[route.name] = route
+            raise TypeError(f"AGI route {name!r}: {build.__qualname__} built {route!r}, not a Route")
+        if route.name != name:
+            raise ValueError(f"AGI route {name!r}: {build.__qualname__} built the route {route.name!r}")
+        routes[name] = route
     return routes
-
-
-def _builder(spec: str) -> Any:
-    module_name, _, function = spec.partition(":")
-    return getattr(importlib.import_module(module_name), function)

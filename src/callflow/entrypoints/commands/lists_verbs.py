@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, FrozenSet, Iterator, List, Optional, Set, Tuple
 
-from callflow.containers import Application
+from callflow.containers import Application, resolved
 from callflow.domain.errors import InvalidPhoneNumber
 from callflow.domain.policy import DEGRADED, ERROR
 from callflow.entrypoints.cli import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
@@ -125,11 +124,6 @@ async def export_file(app: Application, args: argparse.Namespace) -> int:
     if args.file not in (None, "-"):
         print(f"callflow {args.list_name} export: {count} numbers written to {args.file}", file=sys.stderr)
     return EXIT_OK
-
-
-async def resolved(provided: Any) -> Any:
-    """A provider's product: on real adapters dependency-injector hands it out as an awaitable."""
-    return await provided if inspect.isawaitable(provided) else provided
 
 
 async def _expiries(app: Application, numbers: List[str]) -> Dict[str, Optional[int]]:

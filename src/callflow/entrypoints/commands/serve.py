@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import inspect
 import re
 import signal
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Optional, Tupl
 
 from callflow.adapters.outbox_files import ServeLock, StrandedOutboxes
 from callflow.config import Settings
-from callflow.containers import build_application
+from callflow.containers import build_application, resolved
 from callflow.entrypoints.agi.routes import build_routes
 from callflow.entrypoints.agi.server import AgiServer
 from callflow.entrypoints.cli import command_help
@@ -208,9 +207,9 @@ async def _start(settings: Settings, app: Any, stop: asyncio.Event, worker: "Opt
                  relays: Dict[str, StrandedOutboxes]) -> Tuple[AgiServer, Optional[OpsHttpServer]]:
     """Open the clients, build the routes, listen. A stop is obeyed between steps; once listening,
     ``serve`` drains as after any stop."""
-    await _maybe_await(app.init_resources())
+    await resolved(app.init_resources())
     _unless_stopped(stop)
-    unusable = (await _resolved(app.adapters.outbox())).problem
+    unusable = (await resolved(app.adapters.outbox())).problem
     if unusable is not None:  # it could take no event: let calls go to an instance that can (ADR 0090)
         raise StartupFailed("cannot serve: the outbox is unusable", reason=unusable)
     routes = await build_routes(app, settings)
@@ -277,7 +276,7 @@ def _one_line_per_complaint(loop: asyncio.AbstractEventLoop, context: Dict[str, 
 
 async def _shut_down(app: Any, timeout_s: float) -> None:
     """Close the clients (flushing the outbox first), bounded: a stop never hangs on them."""
-    closing = asyncio.ensure_future(_maybe_await(app.shutdown_resources()))
+    closing = asyncio.ensure_future(resolved(app.shutdown_resources()))
     done, _ = await asyncio.wait({closing}, timeout=timeout_s)
     if not done:
         closing.cancel()
@@ -318,7 +317,7 @@ async def readiness_checks(app: Any) -> Dict[str, ReadinessCheck]:
     return {
         "redis": redis_check(await app.adapters.redis_client()),
         "rabbitmq": broker_check(await app.adapters.event_publisher()),
-        "outbox": outbox_check(await _resolved(app.adapters.outbox())),
+        "outbox": outbox_check(await resolved(app.adapters.outbox())),
     }
 
 
@@ -348,12 +347,3 @@ def _signalled(stop: asyncio.Event, signum: int) -> Callable[[], None]:
         stop.set()
     return handler
 
-
-async def _maybe_await(result: Any) -> None:
-    if inspect.isawaitable(result):
-        await result
-
-
-async def _resolved(provided: Any) -> Any:
-    """A provider's object, whether the provider is a Resource (awaitable) or a Singleton."""
-    return await provided if inspect.isawaitable(provided) else provided
