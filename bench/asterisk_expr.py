@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Callable, Optional, Union
 
 #: a function of the dialplan: (channel, raw argument text) -> value, or None when it fails
 DialplanFunction = Callable[["VariableScope", str], Optional[str]]
@@ -29,12 +29,12 @@ class VariableScope:
 _TOKEN = re.compile(r'\\(.)|(")|([ \t]+)|([^"\\ \t]+)|\\\Z', re.S)
 
 
-def parse_args(line: str) -> List[str]:
+def parse_args(line: str) -> list[str]:
     """Split an AGI command line into arguments exactly as res_agi does."""
     if '"' not in line and "\\" not in line:
         return line.split()
-    args: List[str] = []
-    word: Optional[List[str]] = None  # None between words
+    args: list[str] = []
+    word: Optional[list[str]] = None  # None between words
     quoted = False
     for escaped, quote, blank, text in _TOKEN.findall(line):
         if quote:
@@ -54,9 +54,9 @@ def parse_args(line: str) -> List[str]:
 
 
 #: a compiled expression: literal text and ``${...}`` nodes
-Parts = Tuple[Union[str, "_Node"], ...]
+Parts = tuple[Union[str, "_Node"], ...]
 _BRACE = re.compile(r"\$\{|[{}]")
-_compiled: Dict[str, Parts] = {}
+_compiled: dict[str, Parts] = {}
 
 
 def substitute(text: str, scope: VariableScope) -> str:
@@ -110,8 +110,8 @@ class _Node:
 
 def _compile(text: str) -> Parts:
     """Split ``text`` once into literals and ``${...}`` nodes; braces nest as Asterisk counts them."""
-    stack: List[List[Union[str, _Node]]] = [[]]
-    depth: List[int] = []  # per open node: plain ``{`` seen inside it and not closed yet
+    stack: list[list[Union[str, _Node]]] = [[]]
+    depth: list[int] = []  # per open node: plain ``{`` seen inside it and not closed yet
     last = 0
     for match in _BRACE.finditer(text):
         token, at = match.group(), match.start()
@@ -173,7 +173,7 @@ def _int(text: str) -> int:
         return 0
 
 
-def split_function_args(text: str) -> List[str]:
+def split_function_args(text: str) -> list[str]:
     """``AST_STANDARD_APP_ARGS``: comma-separated, surrounding whitespace stripped."""
     return [part.strip() for part in text.split(",")]
 
@@ -193,7 +193,7 @@ def _len(scope: VariableScope, text: str) -> str:
     return str(len(text))
 
 
-COMMON_FUNCTIONS: Dict[str, DialplanFunction] = {
+COMMON_FUNCTIONS: dict[str, DialplanFunction] = {
     "BASE64_ENCODE": _base64_encode,
     "BASE64_DECODE": _base64_decode,
     "LEN": _len,

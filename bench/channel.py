@@ -9,7 +9,7 @@ the multi-line ``520`` usage reply; anything else -> ``510 Invalid or unknown co
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Optional
+from typing import Optional
 
 from bench.asterisk_expr import (
     COMMON_FUNCTIONS,
@@ -39,14 +39,14 @@ UNKNOWN = b"510 Invalid or unknown command\n"
 class Channel(VariableScope):
     """Variables of one call's channel, its shared variables, and what the server set on it."""
 
-    def __init__(self, name: str, uniqueid: str, variables: Dict[str, str], shared: Dict[str, str]) -> None:
+    def __init__(self, name: str, uniqueid: str, variables: dict[str, str], shared: dict[str, str]) -> None:
         self.name = name
         self.uniqueid = uniqueid
         self.variables = dict(variables)
         self.shared = dict(shared)
-        self.set_by_server: Dict[str, str] = {}
+        self.set_by_server: dict[str, str] = {}
         self.commands = 0
-        self.protocol_errors: List[str] = []
+        self.protocol_errors: list[str] = []
 
     # --- VariableScope --------------------------------------------------------------------------
     def variable(self, name: str) -> Optional[str]:

@@ -17,7 +17,7 @@ import select
 import socket
 from collections import deque
 from time import perf_counter
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from typing import Callable, Optional
 
 from bench.recorder import Bucket
 from bench.scenarios import Call, Scenario
@@ -40,7 +40,7 @@ class Conn:
         self.target = 0  # index in Engine.targets of the server this call is connected to
         self.attempt_at = started
         # the server's turns: connect -> 1st command, each reply -> next command, last reply -> close
-        self.waits: List[float] = []
+        self.waits: list[float] = []
         self.answered_at = started
 
 
@@ -48,14 +48,14 @@ class Engine:
     """Places calls and serves their commands; the drivers below decide when calls start."""
 
     def __init__(self, host: str, port: int, scenario: Scenario, reply_delay_s: float = 0.0,
-                 timeout_s: float = 10.0, targets: Optional[List[Tuple[str, int]]] = None) -> None:
+                 timeout_s: float = 10.0, targets: Optional[list[tuple[str, int]]] = None) -> None:
         #: servers tried in order, the next one when a connection is refused (Asterisk's hagi://)
         self.targets = targets or [(host, port)]
         self.addr = self.targets[0]
         self.target_calls = [0] * len(self.targets)  # measured calls answered by each target
         self.target_ok = [0] * len(self.targets)
-        self.failovers: List[float] = []  # per measured call that moved on: seconds lost on refusals
-        self.ok_ids: Optional[List[str]] = None  # unique ids of the measured calls answered right
+        self.failovers: list[float] = []  # per measured call that moved on: seconds lost on refusals
+        self.ok_ids: Optional[list[str]] = None  # unique ids of the measured calls answered right
         self.scenario = scenario
         self.reply_delay_s = reply_delay_s
         self.timeout_s = timeout_s
@@ -67,9 +67,9 @@ class Engine:
         self.max_in_flight = 5000
         self.not_started = 0  # open loop: arrivals skipped because max_in_flight calls were in flight
         self._epoll = select.epoll()
-        self._conns: Dict[int, Conn] = {}
-        self._delayed: Deque[Tuple[float, Conn, bytes]] = deque()
-        self._timers: List[Tuple[float, int, Callable[[], None]]] = []
+        self._conns: dict[int, Conn] = {}
+        self._delayed: deque[tuple[float, Conn, bytes]] = deque()
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._next_sweep = 0.0
 

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Set
+from typing import Optional
 
 import aio_pika
 
@@ -44,7 +44,7 @@ class Server:
         self._reader = asyncio.ensure_future(self._read())
 
     @classmethod
-    async def start(cls, workdir: Path, amqp_url: str, redis_url: str) -> "Server":
+    async def start(cls, workdir: Path, amqp_url: str, redis_url: str) -> Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CALLFLOW_")}
         env.update(CALLFLOW_AGI_PORT="0", CALLFLOW_HTTP_PORT="0", CALLFLOW_DATA_DIR=str(workdir / "data"),
                    CALLFLOW_LOG_DIR=str(workdir / "log"), CALLFLOW_LOG_FORMAT="json", CALLFLOW_AMQP_URL=amqp_url,
@@ -71,7 +71,7 @@ class Server:
                 self._listening.set()
         self._listening.set()
 
-    def lines(self, prefix: str) -> List[dict]:
+    def lines(self, prefix: str) -> list[dict]:
         return [line for line in self.log if str(line.get("event", "")).startswith(prefix)]
 
     async def kill(self, signum: int) -> None:
@@ -90,7 +90,7 @@ async def off_loop(action: str) -> float:
     return await asyncio.get_running_loop().run_in_executor(None, rabbitmqctl, action)
 
 
-async def take_queue(amqp_url: str, queue: str) -> List[aio_pika.abc.AbstractIncomingMessage]:
+async def take_queue(amqp_url: str, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
@@ -109,9 +109,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
     customer = f"outage-{uuid.uuid4().hex[:10]}"
     outbox = workdir / "data" / "outbox.sqlite3"
     callers = EventCallers(customer, args.parallel)
-    servers: List[Server] = []
+    servers: list[Server] = []
     broker_down = False
-    figures: Dict[str, object] = {}
+    figures: dict[str, object] = {}
     try:
         servers.append(await Server.start(workdir, args.amqp_url, args.redis_url))
         callers.start(servers[0].port)
@@ -145,7 +145,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
             await server.kill(signal.SIGTERM)
     messages = await take_queue(args.amqp_url, f"call.events.{customer}")
     await forget_stats(args.redis_url, customer)
-    ids: Dict[str, Set[str]] = defaultdict(set)
+    ids: dict[str, set[str]] = defaultdict(set)
     copies: Counter = Counter()
     for message in messages:
         call_id = json.loads(message.body)["call_id"]
@@ -168,7 +168,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
     return 1 if lost else 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parallel", type=int, default=20, help="callers placing event calls at once")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of calls before stop_app")

@@ -14,7 +14,7 @@ import asyncio
 import os
 import signal
 import sys
-from typing import List, Optional
+from typing import Optional
 
 from bench.loadgen import raise_nofile
 
@@ -86,7 +86,7 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="bench.floor_server", description=__doc__.splitlines()[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)

@@ -19,7 +19,7 @@ import os
 import resource
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Optional
 
 from bench import procstat
 from bench.engine import Engine
@@ -27,14 +27,14 @@ from bench.recorder import Bucket, percentile
 from bench.scenarios import SCENARIOS, build_scenario
 
 
-def run_load(args: argparse.Namespace) -> Dict[str, Any]:
+def run_load(args: argparse.Namespace) -> dict[str, Any]:
     scenario = build_scenario(args.route, args.host, args.port, args.customer, args.floor)
     targets = _targets(args.targets) if args.targets else None
     engine = Engine(args.host, args.port, scenario, args.reply_delay_us / 1e6, args.timeout, targets=targets)
     engine.max_in_flight = args.max_in_flight
     if args.ok_ids:
         engine.ok_ids = []
-    watched: List[int] = args.watch_pid or []
+    watched: list[int] = args.watch_pid or []
     services = dict(_named_pid(spec) for spec in args.service_pid or [])
     window_start = time.perf_counter() + args.warmup
     window_end = window_start + args.duration
@@ -84,7 +84,7 @@ def run_load(args: argparse.Namespace) -> Dict[str, Any]:
     return result
 
 
-def _targets(spec: str) -> List[Tuple[str, int]]:
+def _targets(spec: str) -> list[tuple[str, int]]:
     found = []
     for item in spec.split(","):
         host, _, port = item.strip().rpartition(":")
@@ -92,7 +92,7 @@ def _targets(spec: str) -> List[Tuple[str, int]]:
     return found
 
 
-def _named_pid(spec: str) -> Tuple[str, int]:
+def _named_pid(spec: str) -> tuple[str, int]:
     name, _, pid = spec.partition("=")
     return name, int(pid)
 
@@ -106,7 +106,7 @@ def raise_nofile(wanted: int) -> int:
     return target
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench.loadgen", description=__doc__.splitlines()[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=4573)
@@ -132,7 +132,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     if args.cpu:
         os.sched_setaffinity(0, set(args.cpu))

@@ -12,13 +12,13 @@ import select
 import socket
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 from bench.loadgen import raise_nofile
 from bench.scenarios import CheckphoneScenario
 
 
-def half_headers(host: str, port: int, seconds: float, pause_s: float) -> Dict[str, Any]:
+def half_headers(host: str, port: int, seconds: float, pause_s: float) -> dict[str, Any]:
     """One client, again and again: connect, send half of a checkphone header block, close."""
     scenario = CheckphoneScenario(host, port)
     sent = refused = 0
@@ -36,10 +36,10 @@ def half_headers(host: str, port: int, seconds: float, pause_s: float) -> Dict[s
     return {"client": "half-headers", "sent": sent, "failed_to_connect": refused}
 
 
-def silent(host: str, port: int, count: int, seconds: float) -> Dict[str, Any]:
+def silent(host: str, port: int, count: int, seconds: float) -> dict[str, Any]:
     """``count`` clients connect and never speak; reports when the server closed each of them."""
     started = time.monotonic()
-    sockets: List[socket.socket] = []
+    sockets: list[socket.socket] = []
     refused = 0
     for _ in range(count):
         try:
@@ -48,7 +48,7 @@ def silent(host: str, port: int, count: int, seconds: float) -> Dict[str, Any]:
             sockets.append(sock)
         except OSError:
             refused += 1
-    closed_after: List[float] = []
+    closed_after: list[float] = []
     open_ = {s.fileno(): s for s in sockets}
     until = started + seconds
     while open_ and time.monotonic() < until:
@@ -73,7 +73,7 @@ def silent(host: str, port: int, count: int, seconds: float) -> Dict[str, Any]:
     }
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="bench.noise", description=__doc__.splitlines()[0])
     p.add_argument("kind", choices=("half-headers", "silent"))
     p.add_argument("--host", default="127.0.0.1")

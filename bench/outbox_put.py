@@ -15,7 +15,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 from callflow.adapters.clock import SystemClock
 from callflow.adapters.sqlite_outbox import SQLiteOutbox
@@ -25,7 +25,7 @@ BODY = (b'{"timestamp": "2025-07-19T04:31:21.262589", "call_id": "1752899481.%d"
         b'"customer_id": "11223344", "phone_number": "84912406496", "call_status": "ringing"}') + b" " * 400
 
 
-async def burst(outbox: SQLiteOutbox, concurrency: int, seq: int) -> List[float]:
+async def burst(outbox: SQLiteOutbox, concurrency: int, seq: int) -> list[float]:
     async def one(n: int) -> float:
         began = time.perf_counter()
         await outbox.put(EventEnvelope.of("call.events.11223344", BODY % (seq + n)))
@@ -38,7 +38,7 @@ async def measure(directory: Path, synchronous: str, max_batch: int, concurrency
     outbox = SQLiteOutbox(directory / f"outbox-{synchronous}-{max_batch}.sqlite3", SystemClock(),
                           synchronous=synchronous, max_batch=max_batch)
     await outbox.open()
-    latencies: List[float] = []
+    latencies: list[float] = []
     began = time.perf_counter()
     try:
         for r in range(rounds):
@@ -53,7 +53,7 @@ async def measure(directory: Path, synchronous: str, max_batch: int, concurrency
             f"{len(latencies) / elapsed:8.0f} |")
 
 
-async def main(argv: Optional[List[str]] = None) -> None:
+async def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=4)

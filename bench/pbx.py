@@ -25,8 +25,9 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 BINARY = Path(os.environ.get("CALLFLOW_ASTERISK_BINARY", "/opt/asterisk/sbin/asterisk"))
@@ -96,7 +97,7 @@ def ensure_installed() -> None:
 def strip_general_sections(dialplan: str) -> str:
     """``dialplan`` without its ``[general]`` and ``[globals]`` sections, so it can be ``#include``d
     (a sample dialplan may still carry them; the globals it needs are set by the includer)."""
-    kept: List[str] = []
+    kept: list[str] = []
     skipping = False
     for line in dialplan.splitlines():
         stripped = line.strip()
@@ -130,11 +131,11 @@ class Pbx:
         self.report_path = self.dir / "report.log"
         self._report_offset = 0
         self._partial = b""
-        self.reports: Dict[str, Dict[str, str]] = {}
-        self.finished: Dict[str, float] = {}  # call id -> time.monotonic() its report was seen complete
+        self.reports: dict[str, dict[str, str]] = {}
+        self.finished: dict[str, float] = {}  # call id -> time.monotonic() its report was seen complete
 
     # --- life cycle -------------------------------------------------------------------------------
-    def __enter__(self) -> "Pbx":
+    def __enter__(self) -> Pbx:
         self.start()
         return self
 
@@ -274,7 +275,7 @@ class Pbx:
         return call_id
 
     # --- reports ----------------------------------------------------------------------------------
-    def new_lines(self) -> List[bytes]:
+    def new_lines(self) -> list[bytes]:
         """The complete lines the dialplan appended to the report file since the last read."""
         try:
             with open(self.report_path, "rb") as f:
@@ -289,7 +290,7 @@ class Pbx:
         self._partial = lines.pop()
         return lines
 
-    def poll_reports(self) -> List[str]:
+    def poll_reports(self) -> list[str]:
         """Reads what ``pbx-report`` appended since the last poll; the call ids completed by it."""
         done = []
         now = time.monotonic()
@@ -306,7 +307,7 @@ class Pbx:
             self.reports.setdefault(call_id, {})[name] = value.decode("utf-8", "surrogateescape")
         return done
 
-    def wait_report(self, call_id: str, timeout_s: float = 20.0) -> Dict[str, str]:
+    def wait_report(self, call_id: str, timeout_s: float = 20.0) -> dict[str, str]:
         """The values the call reported, once its report is complete."""
         deadline = time.monotonic() + timeout_s
         while call_id not in self.finished:
@@ -319,7 +320,7 @@ class Pbx:
             time.sleep(0.01)
         return self.reports.get(call_id, {})
 
-    def wait_reports(self, call_ids: Iterable[str], timeout_s: float = 30.0) -> Dict[str, Dict[str, str]]:
+    def wait_reports(self, call_ids: Iterable[str], timeout_s: float = 30.0) -> dict[str, dict[str, str]]:
         return {call_id: self.wait_report(call_id, timeout_s) for call_id in list(call_ids)}
 
 

@@ -20,7 +20,7 @@ import collections
 import os
 import signal
 import sys
-from typing import Any, Callable, Deque, List, Optional
+from typing import Any, Callable, Optional
 
 import hiredis
 
@@ -32,8 +32,8 @@ _MAX_HEADER = 16384
 _READ_EVENT = command_line("GET FULL VARIABLE", combined_expression())
 _EVENT_OK = b"SET VARIABLE CALLFLOW_STATUS OK\n"
 _ANSWERS = {  # (blacklisted, vip) -> the four variables, CALLFLOW_STATUS last
-    (b, v): ("EXEC MSet PHONE_POLICY=%s,PHONE_BLACKLISTED=%d,PHONE_VIP=%d,CALLFLOW_STATUS=OK\n"
-             % ("blacklist" if b else "vip" if v else "normal", b, v)).encode()
+    (b, v): (f"EXEC MSet PHONE_POLICY={'blacklist' if b else 'vip' if v else 'normal'},"
+             f"PHONE_BLACKLISTED={b},PHONE_VIP={v},CALLFLOW_STATUS=OK\n").encode()
     for b in (0, 1) for v in (0, 1)
 }
 
@@ -43,13 +43,13 @@ class RedisPipe(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
-        self.waiting: Deque[List[Any]] = collections.deque()  # [callback, replies still due, replies]
+        self.waiting: collections.deque[list[Any]] = collections.deque()  # [callback, replies still due, replies]
         self.transport: Optional[asyncio.Transport] = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def request(self, packed: bytes, replies: int, callback: Callable[[List[Any]], None]) -> None:
+    def request(self, packed: bytes, replies: int, callback: Callable[[list[Any]], None]) -> None:
         self.waiting.append([callback, replies, []])
         self.transport.write(packed)  # type: ignore[union-attr]
 
@@ -72,8 +72,8 @@ class Store:
 
     def __init__(self, path: str) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self.pending: List[bytes] = []
-        self.done: List[Callable[[], None]] = []
+        self.pending: list[bytes] = []
+        self.done: list[Callable[[], None]] = []
         self.loop = asyncio.get_running_loop()
 
     def put(self, record: bytes, done: Callable[[], None]) -> None:
@@ -139,7 +139,7 @@ class FloorSession(asyncio.Protocol):
         else:
             self.transport.close()  # type: ignore[union-attr]
 
-    def _checkphone_answer(self, replies: List[Any]) -> None:
+    def _checkphone_answer(self, replies: list[Any]) -> None:
         self.step = 2
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(_ANSWERS[(int(replies[0] is not None), int(replies[1] == 1))])
@@ -169,7 +169,7 @@ async def serve(host: str, port: int, redis_port: int, redis_db: int, store: str
     server.close()
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="bench.pbx_floor", description=__doc__.splitlines()[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)

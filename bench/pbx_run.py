@@ -24,7 +24,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Optional
 
 from bench import data, procstat, profile
 from bench.pbx import Pbx, ensure_installed
@@ -65,7 +65,7 @@ exten => _X.,1,Set(CALL_ID=${{UNIQUEID}})
 """
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="scripts/bench asterisk", description=__doc__.splitlines()[0])
     p.add_argument("--routes", default="checkphone,event")
     p.add_argument("--concurrency", type=int, default=20, help="calls in flight")
@@ -93,7 +93,7 @@ class Driver:
         self.pbx, self.customer = pbx, customer
         self.sequence = 0
 
-    def _place(self, route: str, server_url: str) -> Tuple[str, str]:
+    def _place(self, route: str, server_url: str) -> tuple[str, str]:
         """A call to ``route`` on the server; its id, and the number it checks ("" for event)."""
         self.sequence += 1
         variables = {"SERVER": server_url}
@@ -105,9 +105,9 @@ class Driver:
         return self.pbx.place(f"bench-{route}", variables, wait_s=30), number
 
     def run(self, route: str, server_url: str, calls: int, concurrency: int,
-            watch: Dict[str, int]) -> Dict[str, Any]:
-        placed: Dict[str, str] = {}  # call id -> the number (checkphone) or ""
-        lines: List[List[str]] = []
+            watch: dict[str, int]) -> dict[str, Any]:
+        placed: dict[str, str] = {}  # call id -> the number (checkphone) or ""
+        lines: list[list[str]] = []
         cpu_before = {name: procstat.cpu_seconds([pid]) for name, pid in watch.items()}
         started = time.monotonic()
         timeout_at = started + 60 + calls * 0.5
@@ -170,27 +170,27 @@ def _spy(pid: int, stacks: Path, route: str) -> subprocess.Popen:
     return process
 
 
-def _quantile(values: List[float], q: float) -> float:
+def _quantile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def _median(results: List[Dict[str, Any]], key: str) -> Optional[float]:
+def _median(results: list[dict[str, Any]], key: str) -> Optional[float]:
     values = [r[key] for r in results if r.get(key) is not None]
     return round(statistics.median(values), 3) if values else None
 
 
-def aggregate(results: List[Dict[str, Any]]) -> Dict[str, Any]:
+def aggregate(results: list[dict[str, Any]]) -> dict[str, Any]:
     keys = ("calls_per_s", "p50_ms", "p95_ms", "server_cpu_ms_per_call", "asterisk_cpu_ms_per_call")
-    summary: Dict[str, Any] = {key: _median(results, key) for key in keys}
+    summary: dict[str, Any] = {key: _median(results, key) for key in keys}
     summary["failed"] = sum(r["failed"] for r in results)
     summary["calls"] = sum(r["calls"] for r in results)
     summary["each"] = results
     return summary
 
 
-def table(blocks: List[Dict[str, Any]], concurrency: int) -> str:
+def table(blocks: list[dict[str, Any]], concurrency: int) -> str:
     rows = ["| route | server | calls/s | AGI step p50 ms | p95 ms | server CPU ms/call | Asterisk CPU ms/call "
             "| failed |", "|---|---|---|---|---|---|---|---|"]
     for block in blocks:
@@ -209,12 +209,12 @@ def table(blocks: List[Dict[str, Any]], concurrency: int) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     ensure_installed()
     started = time.time()
     customer = f"bench_{uuid.uuid4().hex[:8]}"
-    blocks: List[Dict[str, Any]] = []
+    blocks: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="callflow-bench-pbx-") as tmp:
         workdir = Path(tmp)
         private = None
@@ -231,15 +231,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                               floor_port, workdir, env={"PYTHONPATH": str(REPO)})
         callflow = callflow_server(workdir, args.redis_url, None, args.log_level,
                                    {"PYTHONPATH": str(args.callflow_src.resolve())} if args.callflow_src else None)
-        servers: Dict[str, ServerProcess] = {"callflow": callflow.start()}
+        servers: dict[str, ServerProcess] = {"callflow": callflow.start()}
         if not args.no_floor:
             servers = {"floor": floor.start(), **servers}
         try:
             with Pbx(DIALPLAN, log_levels="error", directory=workdir / "pbx") as pbx:
                 driver = Driver(pbx, customer)
                 for route in args.routes:
-                    runs: Dict[str, List[Dict[str, Any]]] = {name: [] for name in servers}
-                    for name, server in servers.items():
+                    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+                    for server in servers.values():
                         if args.warmup:
                             driver.run(route, f"agi://127.0.0.1:{server.port}", args.warmup, args.concurrency,
                                        {"server": server.pid, "asterisk": pbx.pid})

@@ -18,21 +18,22 @@ import argparse
 import asyncio
 import statistics
 import time
-from typing import Any, Awaitable, Callable, List
+from collections.abc import Awaitable
+from typing import Any, Callable
 
 from redis.asyncio import ConnectionPool, Redis
 
 from callflow.adapters.redis_client import make_redis_client
 from callflow.adapters.redis_phone_lists import BLACKLIST_PREFIX, LOOKUP_SCRIPT, VIP_KEY, RedisPhoneLists
-from callflow.entrypoints.commands.serve import run_loop
 from callflow.domain.phone import PhoneNumber
+from callflow.entrypoints.commands.serve import run_loop
 from callflow.service_layer.ports import PhoneListsUnavailable
 
 FORMS = list(PhoneNumber.parse("0912406496", "VN").lookup_forms())
 KEYS = [BLACKLIST_PREFIX + form for form in FORMS]
 
 
-def strategies(client: Redis) -> List[Callable[[], Awaitable[Any]]]:
+def strategies(client: Redis) -> list[Callable[[], Awaitable[Any]]]:
     lists = RedisPhoneLists(client)
 
     script = client.register_script(LOOKUP_SCRIPT)
@@ -91,7 +92,7 @@ async def burst(pool: ConnectionPool, concurrency: int, rounds: int, timeout_s: 
             return -1.0
         return time.perf_counter() - started
 
-    took: List[float] = []
+    took: list[float] = []
     for _ in range(rounds):
         took += await asyncio.gather(*(one() for _ in range(concurrency)))
     ok = sorted(t for t in took if t >= 0)

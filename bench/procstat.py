@@ -7,12 +7,13 @@ process and its descendants; peak memory = VmHWM of /proc/<pid>/status (reset by
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterable, List, Optional
+from collections.abc import Iterable
+from typing import Optional
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def descendants(pid: int) -> List[int]:
+def descendants(pid: int) -> list[int]:
     """``pid`` and every process below it (children of all its threads, recursively)."""
     found, todo = [], [pid]
     while todo:
@@ -41,9 +42,9 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return total / _TICKS
 
 
-def thread_cpu_seconds(pid: int) -> Dict[str, float]:
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
     """CPU seconds so far of each live thread of ``pid``, by ``name (tid)``."""
-    threads: Dict[str, float] = {}
+    threads: dict[str, float] = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:

@@ -14,8 +14,9 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
-from typing import Counter, Dict, List, Optional, Tuple
+from typing import Optional
 
 from bench import data, procstat
 from bench.loadgen import raise_nofile
@@ -49,7 +50,7 @@ _IDLE = ("epoll_pwait", "epoll_wait", "PyThread_acquire_lock", "pthread_cond_wai
 _TOP = ("callflow/entrypoints/commands/serve.py", "callflow/entrypoints/cli.py", "callflow/__main__.py")
 
 
-def cost_centre(frames: List[str]) -> str:
+def cost_centre(frames: list[str]) -> str:
     if any(marker in frame for frame in frames[-6:] for marker in _IDLE):
         return IDLE
     if any("gc_collect" in frame for frame in frames):
@@ -67,7 +68,7 @@ def cost_centre(frames: List[str]) -> str:
 IDLE = "idle (waiting: epoll, locks)"
 
 
-def parse_stacks(path: Path) -> List[Tuple[List[str], int]]:
+def parse_stacks(path: Path) -> list[tuple[list[str], int]]:
     """py-spy's raw (collapsed) format: ``frame;frame;... count`` per line, root first."""
     stacks = []
     for line in path.read_text().splitlines():
@@ -77,7 +78,7 @@ def parse_stacks(path: Path) -> List[Tuple[List[str], int]]:
     return stacks
 
 
-def summarize(stacks: List[Tuple[List[str], int]], top: int) -> str:
+def summarize(stacks: list[tuple[list[str], int]], top: int) -> str:
     total = sum(count for _, count in stacks) or 1
     own: Counter[str] = collections.Counter()
     inclusive: Counter[str] = collections.Counter()
@@ -106,7 +107,7 @@ def summarize(stacks: List[Tuple[List[str], int]], top: int) -> str:
     return "\n".join(out)
 
 
-def thread_cpu(before: Dict[str, float], after: Dict[str, float], seconds: float, calls_per_s: float) -> str:
+def thread_cpu(before: dict[str, float], after: dict[str, float], seconds: float, calls_per_s: float) -> str:
     """CPU of each server thread over the sampled window (py-spy alone cannot tell waiting from work)."""
     lines = ["server threads' CPU over the sampled window (from /proc):"]
     for name, cpu in sorted(after.items(), key=lambda item: -(item[1] - before.get(item[0], 0.0))):
@@ -123,7 +124,7 @@ def _group(frame: str) -> Optional[str]:
     return None
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="scripts/bench profile", description=__doc__.splitlines()[0])
     p.add_argument("--route", default="checkphone", choices=("checkphone", "event"))
     p.add_argument("--concurrency", type=int, default=100)

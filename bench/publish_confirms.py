@@ -13,7 +13,7 @@ import asyncio
 import statistics
 import time
 import uuid
-from typing import List, Optional
+from typing import Optional
 
 import aio_pika
 
@@ -24,7 +24,7 @@ BODY = b'{"call_id": "1752899481.%d", "call_status": "ringing", "customer_id": "
 
 
 async def run(publisher: RabbitMQPublisher, key: str, count: int, in_flight: int) -> str:
-    latencies: List[float] = []
+    latencies: list[float] = []
     todo = iter(range(count))
 
     async def worker() -> None:
@@ -41,7 +41,7 @@ async def run(publisher: RabbitMQPublisher, key: str, count: int, in_flight: int
             f"{latencies[int(len(latencies) * 0.99) - 1] * 1000:7.2f} |")
 
 
-async def main(argv: Optional[List[str]] = None) -> None:
+async def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
     parser.add_argument("--count", type=int, default=5000)

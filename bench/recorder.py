@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 _MAX_TURNS = 8
 
@@ -22,7 +22,7 @@ class Bucket:
         self.errors: Counter = Counter()
         self.statuses: Counter = Counter()
         #: per turn of the server (connect -> 1st command, reply -> next command, ..., reply -> close)
-        self.waits: List["array[float]"] = []
+        self.waits: list[array[float]] = []
         self.started_at: Optional[float] = None
         self.ended_at: Optional[float] = None
 
@@ -41,7 +41,7 @@ class Bucket:
         else:
             self.errors[error] += 1
 
-    def record_waits(self, waits: List[float]) -> None:
+    def record_waits(self, waits: list[float]) -> None:
         """How long the server took at each of its turns in one answered call."""
         while len(self.waits) < min(len(waits), _MAX_TURNS):
             self.waits.append(array("d"))
@@ -54,10 +54,10 @@ class Bucket:
             return 0.0
         return max(self.ended_at - self.started_at, 1e-9)
 
-    def summary(self) -> Dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
         answered = len(lat)
-        out: Dict[str, Any] = {
+        out: dict[str, Any] = {
             "name": self.name,
             "window_s": round(self.seconds, 3),
             "calls": self.calls,

@@ -15,13 +15,13 @@ class RedisUnderTest:
         self.port, self.db, self.private, self.workdir = port, db, private, workdir
 
     @classmethod
-    def private_instance(cls, workdir: Path, db: int = 9) -> "RedisUnderTest":
+    def private_instance(cls, workdir: Path, db: int = 9) -> RedisUnderTest:
         redis = cls(free_port(), db, True, workdir)
         redis.start()
         return redis
 
     @classmethod
-    def shared(cls, workdir: Path, db: int = 9) -> "RedisUnderTest":
+    def shared(cls, workdir: Path, db: int = 9) -> RedisUnderTest:
         return cls(6379, db, False, workdir)
 
     @property
@@ -44,7 +44,7 @@ class RedisUnderTest:
                 raise RuntimeError(f"redis did not come up on {self.port}")
             time.sleep(0.05)
 
-    def cli(self, *args: str) -> "subprocess.Popen[bytes]":
+    def cli(self, *args: str) -> subprocess.Popen[bytes]:
         """Run ``redis-cli`` without waiting (the load must keep flowing meanwhile)."""
         return subprocess.Popen(["redis-cli", "-p", str(self.port), *args],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

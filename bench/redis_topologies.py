@@ -16,7 +16,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the Redis groups live with the tests
@@ -30,12 +29,12 @@ from tests.support.redis_process import RedisProcess  # noqa: E402
 FORMS = list(PhoneNumber.parse("0912406496", "VN").lookup_forms())
 
 
-async def measure(urls: Dict[str, str], count: int) -> None:
+async def measure(urls: dict[str, str], count: int) -> None:
     clients = {name: make_client(url, 5.0, 64) for name, url in urls.items()}
     lists = {name: phone_lists_for(client, batcher_for(client)) for name, client in clients.items()}
     print(f"lookup of {len(FORMS)} forms, {count} lookups per run, median of 3 alternated runs:")
     for concurrency in (1, 100):
-        figures: Dict[str, List[Tuple[float, float]]] = {}
+        figures: dict[str, list[tuple[float, float]]] = {}
         for _ in range(3):
             for name, adapter in lists.items():
                 await asyncio.gather(*(adapter.lookup(FORMS, 5.0) for _ in range(concurrency)))  # connect

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Optional
 
 MEDIAN_KEYS = (
     "calls_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "server_cpu_ms_per_call",
@@ -11,7 +11,7 @@ MEDIAN_KEYS = (
 )
 
 #: (route, calls in flight, figure, bound, what it is): figures must stay at or under the bound
-TARGETS: Tuple[Tuple[str, int, str, float, str], ...] = (
+TARGETS: tuple[tuple[str, int, str, float, str], ...] = (
     ("checkphone", 100, "server_cpu_ms_per_call", 0.10, "server CPU ms per call"),
     ("event", 100, "server_cpu_ms_per_call", 0.45, "server CPU ms per call (confirms + outbox)"),
     ("event", 1, "p50_ms", 1.5, "p50 ms with Asterisk replying after 200 µs"),
@@ -24,9 +24,9 @@ TARGETS: Tuple[Tuple[str, int, str, float, str], ...] = (
 )
 
 
-def aggregate(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Median of each figure over ``runs``; failures and calls are summed, errors merged."""
-    out: Dict[str, Any] = {"runs": len(runs)}
+    out: dict[str, Any] = {"runs": len(runs)}
     for key in MEDIAN_KEYS:
         values = [r[key] for r in runs if r.get(key) is not None]
         out[key] = round(statistics.median(values), 4) if values else None
@@ -54,7 +54,7 @@ def ratio(value: Optional[float], floor: Optional[float]) -> Optional[float]:
     return round(value / floor, 1)
 
 
-def table(blocks: List[Dict[str, Any]]) -> str:
+def table(blocks: list[dict[str, Any]]) -> str:
     head = ("| route | in flight | server | calls/s | p50 ms | p99 ms | CPU ms/call | CPU × floor "
             "| Redis + RabbitMQ CPU ms/call | peak RSS MB | failed | late | loadgen CPU |")
     lines = [head, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -77,7 +77,7 @@ def table(blocks: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def verdicts(blocks: List[Dict[str, Any]]) -> List[str]:
+def verdicts(blocks: list[dict[str, Any]]) -> list[str]:
     """One line per target whose block was measured: the figure, the bound, met or not."""
     lines = []
     for route, concurrency, key, bound, what in TARGETS:
@@ -92,7 +92,7 @@ def verdicts(blocks: List[Dict[str, Any]]) -> List[str]:
     return lines
 
 
-def _services(figures: Dict[str, Any]) -> str:
+def _services(figures: dict[str, Any]) -> str:
     redis, rabbit = figures.get("redis_cpu_ms_per_call"), figures.get("rabbitmq_cpu_ms_per_call")
     if redis is None and rabbit is None:
         return "–"

@@ -20,7 +20,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 from bench import data, procstat, report
 from bench.loadgen import raise_nofile
@@ -31,7 +31,7 @@ RESULTS = REPO / "bench" / "results"
 DEADLINES_MS = {"checkphone": 500.0, "event": 2000.0}
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
     p.add_argument("--full", action="store_true", help="concurrency 1,100,500,2000 and 5 s windows")
     p.add_argument("--routes", default="checkphone,event")
@@ -70,7 +70,7 @@ class Bench:
         self.floor: Optional[ServerProcess] = None
         self.services = service_pids()
 
-    def load(self, server: ServerProcess, route: str, concurrency: int, floor: bool) -> Dict[str, Any]:
+    def load(self, server: ServerProcess, route: str, concurrency: int, floor: bool) -> dict[str, Any]:
         delay = self.args.reply_delay_us if (concurrency == 1 or self.args.delay_all) else 0.0
         argv = [sys.executable, "-m", "bench.loadgen", "--port", str(server.port), "--route", route,
                 "--concurrency", str(concurrency), "--warmup", str(self.args.warmup),
@@ -90,7 +90,7 @@ class Bench:
         result["loadavg_before"] = os.getloadavg()[0]
         return result
 
-    def block(self, route: str, concurrency: int) -> Dict[str, Any]:
+    def block(self, route: str, concurrency: int) -> dict[str, Any]:
         """Alternated runs at one concurrency, on a fresh callflow (peak RSS is this block's own)."""
         callflow = callflow_server(self.workdir, self.args.redis_url, self.server_cpus, self.args.log_level)
         if self.args.server_cmd:
@@ -98,7 +98,7 @@ class Bench:
             callflow.http_port = None
             callflow.env["PYTHONPATH"] = str(REPO)
         callflow.start()
-        runs: Dict[str, List[Dict[str, Any]]] = {"floor": [], "callflow": []}
+        runs: dict[str, list[dict[str, Any]]] = {"floor": [], "callflow": []}
         try:
             for i in range(self.args.runs):
                 for name, server in (("floor", self.floor), ("callflow", callflow)):
@@ -112,7 +112,7 @@ class Bench:
         finally:
             code = callflow.stop()
         delay = self.args.reply_delay_us if (concurrency == 1 or self.args.delay_all) else 0.0
-        block: Dict[str, Any] = {"route": route, "concurrency": concurrency, "reply_delay_us": delay,
+        block: dict[str, Any] = {"route": route, "concurrency": concurrency, "reply_delay_us": delay,
                                  "callflow_exit_code": code}
         for name, results in runs.items():
             if results:
@@ -120,7 +120,7 @@ class Bench:
                 block[name]["each"] = results
         return block
 
-    def run(self) -> List[Dict[str, Any]]:
+    def run(self) -> list[dict[str, Any]]:
         data.seed_phone_lists(self.args.redis_url)
         if not self.args.no_floor:
             self.floor = floor_server(self.workdir, self.server_cpus).start()
@@ -137,7 +137,7 @@ class Bench:
         return blocks
 
 
-def service_pids() -> Dict[str, int]:
+def service_pids() -> dict[str, int]:
     """The local Redis and RabbitMQ processes, when they can be found (their CPU is reported too)."""
     found = {}
     for name, pattern in (("redis", "redis-server"), ("rabbitmq", "beam.smp")):
@@ -147,7 +147,7 @@ def service_pids() -> Dict[str, int]:
     return found
 
 
-def _progress(route: str, concurrency: int, run: int, name: str, r: Dict[str, Any]) -> None:
+def _progress(route: str, concurrency: int, run: int, name: str, r: dict[str, Any]) -> None:
     print(f"  {route:10} c={concurrency:<5} run {run} {name:8} {r['calls_per_s'] or 0:8.0f} calls/s "
           f"p50 {r['p50_ms'] or 0:7.2f} ms  p99 {r['p99_ms'] or 0:7.2f} ms  "
           f"cpu {r.get('server_cpu_ms_per_call') or 0:.3f} ms/call  failed {r['failed']}"
@@ -159,7 +159,7 @@ def _git_commit() -> str:
     return done.stdout.strip()
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     raise_nofile(65536)  # inherited by the servers and load generators (2,000 sessions each side)
     if not args.no_services:

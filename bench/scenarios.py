@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Optional
 
 from bench.channel import Channel
 
 #: numbers the benchmark seeds in Redis (canonical E.164 digits without '+', as the CLI stores them)
 BLACKLISTED = "84912000001"
 VIP = "84912000002"
-CHECKPHONE_NUMBERS: Tuple[Tuple[str, str], ...] = (
+CHECKPHONE_NUMBERS: tuple[tuple[str, str], ...] = (
     ("0912000001", "blacklist"),  # national form of BLACKLISTED
     ("+84912000002", "vip"),  # international form of VIP
     ("0912000003", "normal"),
@@ -85,11 +86,11 @@ class Scenario:
         self._seq = itertools.count(1)
         self._epoch = int(time.time())
 
-    def header(self, uniqueid: str, channel: str, callerid: str, args: List[str]) -> bytes:
+    def header(self, uniqueid: str, channel: str, callerid: str, args: list[str]) -> bytes:
         arg_lines = "".join(f"agi_arg_{i}: {a}\n" for i, a in enumerate(args, 1))
         return (self._template % (channel, uniqueid, callerid, arg_lines)).encode("utf-8")
 
-    def ids(self) -> Tuple[str, str]:
+    def ids(self) -> tuple[str, str]:
         seq = next(self._seq)
         return f"{self._epoch}.{seq}", f"PJSIP/trunk-{seq & 0xFFFFFFFF:08x}"
 
@@ -157,7 +158,7 @@ class EventScenario(Scenario):
     def new_call(self) -> Call:
         uniqueid, name = self.ids()
         status = next(self._statuses)
-        variables: Dict[str, str] = {
+        variables: dict[str, str] = {
             "CALL_ID": uniqueid, "DIRECTION": "inbound", "CUSTOMER_ID": self.customer,
             "TRUNK": "0866801898", "UNIQUE_ID": uniqueid, "PHONE_DIAL": next(self._fresh),
             "LINKED_ID": uniqueid, "CALL_STATUS": status, "QUEUE_NAME": "ky_thuat",

@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Optional
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,8 +35,8 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 class ServerProcess:
     """A server under test: its process, its AGI port, where its output goes."""
 
-    def __init__(self, name: str, argv: List[str], port: int, workdir: Path,
-                 env: Optional[Dict[str, str]] = None, cpus: Optional[List[int]] = None,
+    def __init__(self, name: str, argv: list[str], port: int, workdir: Path,
+                 env: Optional[dict[str, str]] = None, cpus: Optional[list[int]] = None,
                  http_port: Optional[int] = None) -> None:
         self.name, self.argv, self.port, self.workdir = name, argv, port, workdir
         self.env, self.cpus, self.http_port = env or {}, cpus, http_port
@@ -48,7 +48,7 @@ class ServerProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, ready_timeout_s: float = 30.0) -> "ServerProcess":
+    def start(self, ready_timeout_s: float = 30.0) -> ServerProcess:
         env = dict(os.environ, **self.env)
         cpus = set(self.cpus) if self.cpus else None
         with open(self.output, "ab") as out:
@@ -98,14 +98,14 @@ class ServerProcess:
             return self.proc.wait()
 
 
-def floor_server(workdir: Path, cpus: Optional[List[int]] = None) -> ServerProcess:
+def floor_server(workdir: Path, cpus: Optional[list[int]] = None) -> ServerProcess:
     port = free_port()
     argv = [sys.executable, "-m", "bench.floor_server", "--port", str(port)]
     return ServerProcess("floor", argv, port, workdir, env={"PYTHONPATH": str(REPO)}, cpus=cpus)
 
 
-def callflow_server(workdir: Path, redis_url: str, cpus: Optional[List[int]] = None,
-                    log_level: str = "INFO", extra_env: Optional[Dict[str, str]] = None) -> ServerProcess:
+def callflow_server(workdir: Path, redis_url: str, cpus: Optional[list[int]] = None,
+                    log_level: str = "INFO", extra_env: Optional[dict[str, str]] = None) -> ServerProcess:
     """``callflow serve`` on free ports, its files under ``workdir`` (run there: no stray .env)."""
     port, http_port = free_port(), free_port()
     env = {

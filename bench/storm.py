@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 from bench import data
 from bench.engine import Engine
@@ -46,8 +46,8 @@ PHASES = (
 class Storm:
     def __init__(self, args: argparse.Namespace, redis: RedisUnderTest, host: str, port: int) -> None:
         self.args, self.redis, self.host, self.port = args, redis, host, port
-        self.noise: List["subprocess.Popen[str]"] = []
-        self.problems: List[str] = []
+        self.noise: list[subprocess.Popen[str]] = []
+        self.problems: list[str] = []
 
     def disturb(self, actions: tuple, seconds: float) -> None:
         """Start this phase's disturbances; none of them blocks the load loop."""
@@ -75,7 +75,7 @@ class Storm:
             return
         data.seed_phone_lists(self.redis.url)
 
-    def run(self) -> List[Dict[str, Any]]:
+    def run(self) -> list[dict[str, Any]]:
         args = self.args
         deadline_s = (args.deadline_ms + args.slack_ms) / 1000
         engine = Engine(self.host, self.port, CheckphoneScenario(self.host, self.port), timeout_s=args.call_timeout)
@@ -95,7 +95,7 @@ class Storm:
         engine.drain(args.call_timeout + 1)
         return [b.summary() for b in buckets]
 
-    def noise_reports(self) -> List[Dict[str, Any]]:
+    def noise_reports(self) -> list[dict[str, Any]]:
         reports = []
         for proc in self.noise:
             out, _ = proc.communicate(timeout=30)
@@ -103,12 +103,12 @@ class Storm:
         return reports
 
 
-def _line(s: Dict[str, Any]) -> str:
+def _line(s: dict[str, Any]) -> str:
     return (f"{s['calls']:5} calls  p50 {s['p50_ms'] or 0:7.2f} ms  p99 {s['p99_ms'] or 0:7.2f} ms  "
             f"in time {s['within_deadline']}  late {s['late']}  unanswered {s['not_answered']}  {s['statuses']}")
 
 
-def table(phases: List[Dict[str, Any]], deadline_ms: float) -> str:
+def table(phases: list[dict[str, Any]], deadline_ms: float) -> str:
     lines = [f"| phase | calls/s | p50 ms | p99 ms | answered ≤ {deadline_ms:g} ms | late | not answered "
              "| OK | DEGRADED | ERROR | none |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in phases:
@@ -119,7 +119,7 @@ def table(phases: List[Dict[str, Any]], deadline_ms: float) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="scripts/bench storm", description=__doc__.splitlines()[0])
     p.add_argument("--rate", type=float, default=200.0, help="checkphone calls a second")
     p.add_argument("--phase-seconds", type=float, default=4.0)
@@ -135,7 +135,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     raise_nofile(65536)
     with tempfile.TemporaryDirectory(prefix="callflow-storm-") as tmp:

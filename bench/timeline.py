@@ -25,13 +25,13 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Optional
 
 from bench import data
 from bench.loadgen import raise_nofile
 from bench.servers import REPO, callflow_server
 
-_CALL: "contextvars.ContextVar[Optional[List[Tuple[str, float]]]]" = contextvars.ContextVar("call", default=None)
+_CALL: contextvars.ContextVar[Optional[list[tuple[str, float]]]] = contextvars.ContextVar("call", default=None)
 
 
 def _mark(name: str) -> None:
@@ -68,7 +68,7 @@ def _wrap_sync(owner: Any, attribute: str, before: Optional[str], after: Optiona
     setattr(owner, attribute, wrapped)
 
 
-def instrument(calls: List[List[Tuple[str, float]]]) -> None:
+def instrument(calls: list[list[tuple[str, float]]]) -> None:
     """Wrap callflow's steps; each finished call's marks are appended to ``calls``."""
     from callflow.adapters.delivery.event_delivery import StoredEvent
     from callflow.adapters.sqlite_outbox import SQLiteOutbox
@@ -125,7 +125,7 @@ def instrument(calls: List[List[Tuple[str, float]]]) -> None:
 
 
 def _serve(out: Path) -> int:
-    calls: List[List[Tuple[str, float]]] = []
+    calls: list[list[tuple[str, float]]] = []
     instrument(calls)
     from callflow.entrypoints.cli import main
 
@@ -135,10 +135,10 @@ def _serve(out: Path) -> int:
         out.write_text(json.dumps(calls[len(calls) // 10:]))  # the first tenth: warm-up
 
 
-def steps(calls: List[List[Tuple[str, float]]]) -> List[Tuple[str, float, int]]:
+def steps(calls: list[list[tuple[str, float]]]) -> list[tuple[str, float, int]]:
     """(step, median ms, calls) for each consecutive pair of marks, in the order of a typical call."""
-    gaps: Dict[str, List[float]] = defaultdict(list)
-    order: Dict[str, int] = {}
+    gaps: dict[str, list[float]] = defaultdict(list)
+    order: dict[str, int] = {}
     for marks in calls:
         for (a, ta), (b, tb) in zip(marks, marks[1:]):
             key = f"{a} -> {b}"
@@ -149,7 +149,7 @@ def steps(calls: List[List[Tuple[str, float]]]) -> List[Tuple[str, float, int]]:
             for key, values in sorted(gaps.items(), key=lambda kv: order[kv[0]]) if len(values) >= common]
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="scripts/bench timeline", description=__doc__.splitlines()[0])
     p.add_argument("--route", default="event", choices=("checkphone", "event"))
     p.add_argument("--concurrency", type=int, default=1)

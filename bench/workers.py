@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 from bench import data, report
 from bench.loadgen import raise_nofile
@@ -35,7 +35,7 @@ from bench.run import DEADLINES_MS, RESULTS, _git_commit, service_pids
 from bench.servers import REPO, ServerProcess, callflow_server
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="scripts/bench workers", description=__doc__.splitlines()[0])
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     p.add_argument("--layouts", default="pinned,spread", help="pinned (servers CPU 0, load CPU 1) and/or spread")
@@ -53,7 +53,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def sessions_per_worker(workdir: Path, workers: int) -> List[int]:
+def sessions_per_worker(workdir: Path, workers: int) -> list[int]:
     """``agi session`` lines so far in each worker's log (the single server's for one worker)."""
     names = ["callflow.log"] if workers == 1 else [f"callflow-{k}.log" for k in range(workers)]
     counts = []
@@ -65,7 +65,7 @@ def sessions_per_worker(workdir: Path, workers: int) -> List[int]:
     return counts
 
 
-def load(server: ServerProcess, args: argparse.Namespace, customer: str, load_cpu: Optional[int]) -> Dict[str, Any]:
+def load(server: ServerProcess, args: argparse.Namespace, customer: str, load_cpu: Optional[int]) -> dict[str, Any]:
     argv = [sys.executable, "-m", "bench.loadgen", "--port", str(server.port), "--route", args.route,
             "--concurrency", str(args.concurrency), "--warmup", str(args.warmup), "--duration", str(args.duration),
             "--customer", customer, "--watch-pid", str(server.pid),
@@ -77,15 +77,15 @@ def load(server: ServerProcess, args: argparse.Namespace, customer: str, load_cp
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed:\n{done.stderr[-2000:]}")
-    result: Dict[str, Any] = json.loads(done.stdout)
+    result: dict[str, Any] = json.loads(done.stdout)
     result["loadavg_before"] = os.getloadavg()[0]
     return result
 
 
-def layout_block(args: argparse.Namespace, layout: str, root: Path, customer: str) -> List[Dict[str, Any]]:
+def layout_block(args: argparse.Namespace, layout: str, root: Path, customer: str) -> list[dict[str, Any]]:
     pinned = layout == "pinned" and len(os.sched_getaffinity(0)) >= 2
-    servers: Dict[int, ServerProcess] = {}
-    runs: Dict[int, List[Dict[str, Any]]] = {w: [] for w in args.workers}
+    servers: dict[int, ServerProcess] = {}
+    runs: dict[int, list[dict[str, Any]]] = {w: [] for w in args.workers}
     try:
         for workers in args.workers:
             workdir = root / f"{layout}-{workers}"
@@ -117,13 +117,13 @@ def layout_block(args: argparse.Namespace, layout: str, root: Path, customer: st
     return blocks
 
 
-def _progress(layout: str, workers: int, run: int, r: Dict[str, Any]) -> None:
+def _progress(layout: str, workers: int, run: int, r: dict[str, Any]) -> None:
     print(f"  {layout:7} workers={workers} run {run}: {r['calls_per_s'] or 0:7.0f} calls/s  "
           f"cpu {r.get('server_cpu_ms_per_call') or 0:.3f} ms/call  p99 {r['p99_ms'] or 0:8.2f} ms  "
           f"failed {r['failed']}  per worker {r['per_worker']}", file=sys.stderr, flush=True)
 
 
-def table(blocks: List[Dict[str, Any]]) -> str:
+def table(blocks: list[dict[str, Any]]) -> str:
     lines = ["| layout | workers | calls/s | server CPU ms/call | p50 ms | p99 ms | failed | calls per worker (each run) | max/min |",
              "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for b in blocks:
@@ -132,13 +132,13 @@ def table(blocks: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     raise_nofile(65536)
     data.seed_phone_lists(args.redis_url)
     customer = f"bench_{os.getpid()}"
     started = time.time()
-    blocks: List[Dict[str, Any]] = []
+    blocks: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="callflow-bench-workers-") as tmp:
             for layout in args.layouts:

@@ -6,8 +6,9 @@ server running on the same machine (db 0), and they never FLUSHALL.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 import structlog

@@ -7,7 +7,6 @@ only from its last ``@`` on.
 """
 from __future__ import annotations
 
-from typing import List, Tuple
 from urllib.parse import parse_qsl, urlsplit
 
 SCHEMES = ("amqp", "amqps")
@@ -15,11 +14,11 @@ _MASK = "****"
 DEFAULT_HEARTBEAT_S = 5
 
 
-def parse_amqp_urls(value: str) -> Tuple[str, ...]:
+def parse_amqp_urls(value: str) -> tuple[str, ...]:
     """The URLs of ``value`` in order, each stripped of surrounding spaces; ``ValueError`` saying
     which one is wrong and why. A comma inside a URL (in a password) must be written ``%2C``."""
     parts = value.split(",")
-    urls: List[str] = []
+    urls: list[str] = []
     for position, raw in enumerate(parts, start=1):
         part = raw.strip()
         where = f"URL {position} of {len(parts)}" if len(parts) > 1 else "the URL"

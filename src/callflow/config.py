@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Optional, Union
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -231,11 +231,11 @@ class Settings(BaseSettings):
         return value
 
     @property
-    def allowed_network_list(self) -> Tuple[IpNetwork, ...]:
+    def allowed_network_list(self) -> tuple[IpNetwork, ...]:
         return _parse_networks(self.allowed_networks)
 
     @property
-    def http_allowed_network_list(self) -> Tuple[IpNetwork, ...]:
+    def http_allowed_network_list(self) -> tuple[IpNetwork, ...]:
         """The ops port's sources: its own list, else the AGI one; loopback always."""
         own = self.http_allowed_networks if self.http_allowed_networks.strip() else self.allowed_networks
         return _parse_networks(own) + _parse_networks("127.0.0.0/8,::1/128")
@@ -245,7 +245,7 @@ class Settings(BaseSettings):
         return frozenset(s.strip().lower() for s in self.terminal_statuses.split(",") if s.strip())
 
     @property
-    def amqp_urls(self) -> Tuple[str, ...]:
+    def amqp_urls(self) -> tuple[str, ...]:
         """The broker URLs of ``amqp_url``, in the order they are tried."""
         return parse_amqp_urls(self.amqp_url.get_secret_value())
 
@@ -266,8 +266,8 @@ class Settings(BaseSettings):
         return self.log_file or self.log_dir / "callflow.log"
 
 
-def _parse_networks(value: str) -> Tuple[IpNetwork, ...]:
-    networks: List[IpNetwork] = []
+def _parse_networks(value: str) -> tuple[IpNetwork, ...]:
+    networks: list[IpNetwork] = []
     for part in value.split(","):
         part = part.strip()
         if part:
@@ -291,7 +291,7 @@ _AMQP_SCHEMES = ("amqp", "amqps")
 _MANY_HOSTS = ("redis+sentinel", "redis+cluster")  # HOST:PORT[,HOST:PORT...]
 
 
-def _url_problem(url: str, schemes: Tuple[str, ...]) -> str:
+def _url_problem(url: str, schemes: tuple[str, ...]) -> str:
     """Why ``url`` cannot be a URL of one of ``schemes`` (host, port, database syntax), or ""."""
     url = url.strip()
     try:

@@ -7,7 +7,7 @@ InMemoryAdapters(...))`` (tests); clients are opened by ``init_resources()`` and
 from __future__ import annotations
 
 import inspect
-from typing import Any, Type, TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from dependency_injector import containers, providers
@@ -40,7 +40,7 @@ def _seconds(milliseconds: providers.Provider) -> providers.Callable:
     return providers.Callable(lambda ms: ms / 1000.0, milliseconds)
 
 
-Adapters = TypeVar("Adapters", bound=Type[containers.DeclarativeContainer])
+Adapters = TypeVar("Adapters", bound=type[containers.DeclarativeContainer])
 
 
 def delivers_events(adapters: Adapters) -> Adapters:

@@ -18,7 +18,7 @@ import sys
 import threading
 import weakref
 from pathlib import Path
-from typing import Any, Callable, List, Optional, TextIO
+from typing import Any, Callable, Optional, TextIO
 
 import structlog
 
@@ -47,14 +47,14 @@ class RotatingLineFile:
     def write_line(self, line: str) -> None:
         self.write_lines([line.encode("utf-8", "replace") + b"\n"])
 
-    def write_lines(self, lines: List[bytes]) -> None:
+    def write_lines(self, lines: list[bytes]) -> None:
         """Whole lines (each ending in a newline), in order; rotation falls between lines."""
         with self._lock:
             if not self._max_bytes:
                 self._follow_outside_rotation()
                 self._write(lines)
                 return
-            chunk: List[bytes] = []
+            chunk: list[bytes] = []
             for data in lines:
                 if self._size + len(data) > self._rotate_at and self._size > 0:
                     self._write(chunk)
@@ -64,7 +64,7 @@ class RotatingLineFile:
                 self._size += len(data)
             self._write(chunk)
 
-    def _write(self, chunk: List[bytes]) -> None:
+    def _write(self, chunk: list[bytes]) -> None:
         if chunk:
             self._file.write(chunk[0] if len(chunk) == 1 else b"".join(chunk))
 
@@ -110,12 +110,12 @@ class LineBatch:
     """Lines bound for one sink, handed to ``write`` together: when ``flush`` is called (the
     flusher thread, every ``batch_s``), when an urgent line arrives, or past ``max_bytes``."""
 
-    def __init__(self, write: Callable[[List[bytes]], None], max_bytes: int = 256 * 1024) -> None:
+    def __init__(self, write: Callable[[list[bytes]], None], max_bytes: int = 256 * 1024) -> None:
         self._write = write
         self._max_bytes = max_bytes
         self._lock = threading.Lock()  # the list: held for an append or a swap, never for a write
         self._writing = threading.Lock()  # batches reach the sink whole and in order
-        self._lines: List[bytes] = []
+        self._lines: list[bytes] = []
         self._size = 0
 
     def add(self, data: bytes, urgent: bool = False) -> None:
@@ -141,7 +141,7 @@ class _Flusher:
     """One daemon thread flushing every live ``LineBatch`` each ``interval_s``; and at exit."""
 
     def __init__(self) -> None:
-        self._batches: "weakref.WeakSet[LineBatch]" = weakref.WeakSet()
+        self._batches: weakref.WeakSet[LineBatch] = weakref.WeakSet()
         self._interval_s = 0.05
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
@@ -177,8 +177,8 @@ def flush_logs() -> None:
     _FLUSHER.flush_all()
 
 
-def _console_writer(console: TextIO) -> Callable[[List[bytes]], None]:
-    def write(lines: List[bytes]) -> None:
+def _console_writer(console: TextIO) -> Callable[[list[bytes]], None]:
+    def write(lines: list[bytes]) -> None:
         console.write(b"".join(lines).decode("utf-8", "replace"))
         console.flush()
     return write
@@ -267,7 +267,7 @@ def configure_logging(
         log_file.parent.mkdir(parents=True, exist_ok=True)
         file_sink = RotatingLineFile(log_file, max_bytes, backups)
     pretty = fmt == "console" or (fmt == "auto" and console is not None and console.isatty())
-    processors: List[Any] = [
+    processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

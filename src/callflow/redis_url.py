@@ -12,14 +12,14 @@ password.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Optional
 from urllib.parse import unquote, urlsplit
 
 SINGLE, SENTINEL, CLUSTER = "single", "sentinel", "cluster"
 SENTINEL_SCHEME, CLUSTER_SCHEME = "redis+sentinel", "redis+cluster"
 _SINGLE_SCHEMES = ("redis", "rediss", "unix")
 _MASK = "****"
-Address = Tuple[str, int]
+Address = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class RedisTarget:
 
     topology: str  # SINGLE, SENTINEL or CLUSTER
     url: str = ""  # SINGLE: the URL as given
-    nodes: Tuple[Address, ...] = ()  # SENTINEL: the sentinels; CLUSTER: the seed nodes
+    nodes: tuple[Address, ...] = ()  # SENTINEL: the sentinels; CLUSTER: the seed nodes
     master_name: str = ""  # SENTINEL
     db: int = 0  # SENTINEL
     username: Optional[str] = None
@@ -78,7 +78,7 @@ def mask_redis_url(text: str) -> Optional[str]:
     return f"{scheme}://{netloc}{'/' + path if path else ''}"
 
 
-def _split(rest: str) -> Tuple[Optional[str], str, str]:
+def _split(rest: str) -> tuple[Optional[str], str, str]:
     """(userinfo or None, hosts, path) of what follows ``scheme://``: the userinfo ends at the last
     ``@``, so a password holding ``/`` or ``,`` is never read as an address."""
     userinfo: Optional[str] = None
@@ -100,16 +100,16 @@ def _single(text: str, scheme: str) -> RedisTarget:
     return RedisTarget(SINGLE, url=text)
 
 
-def _credentials(userinfo: str) -> Tuple[Optional[str], Optional[str]]:
+def _credentials(userinfo: str) -> tuple[Optional[str], Optional[str]]:
     user, colon, password = userinfo.partition(":")
     if not colon:  # "secret@host": redis-py reads a lone userinfo as a password only with a colon
         raise ValueError("the password goes after a colon: [:PASSWORD@]HOST:PORT")
     return (unquote(user) or None), unquote(password)
 
 
-def _addresses(scheme: str, hosts: str) -> Tuple[Address, ...]:
+def _addresses(scheme: str, hosts: str) -> tuple[Address, ...]:
     what = "sentinel" if scheme == SENTINEL_SCHEME else "seed node"
-    addresses: List[Address] = []
+    addresses: list[Address] = []
     for item in hosts.split(","):
         item = item.strip()
         if not item:

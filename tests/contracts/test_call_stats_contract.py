@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import AsyncIterator, List
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -102,7 +102,7 @@ class TestRedisCallStats(CallStatsContract):
     async def client(self, customer: str) -> AsyncIterator[Redis]:
         client = make_redis_client(REDIS_URL, timeout_s=2.0, max_connections=8)
         yield client
-        keys: List[bytes] = [k async for k in client.scan_iter(match=f"stats:calls:{customer}*")]
+        keys: list[bytes] = [k async for k in client.scan_iter(match=f"stats:calls:{customer}*")]
         if keys:
             await client.delete(*keys)
         await client.aclose()

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator, List
 
 import aio_pika
 import pytest
@@ -34,7 +34,7 @@ class EventPublisherContract:
     def key(self) -> str:
         return f"call.events.test-{uuid.uuid4().hex[:12]}"
 
-    async def received(self, queue: str) -> List[Received]:
+    async def received(self, queue: str) -> list[Received]:
         raise NotImplementedError
 
     async def test_published_message_carries_the_contract_properties(self, publisher: EventPublisher, key: str) -> None:
@@ -70,7 +70,7 @@ class TestInMemoryPublisher(EventPublisherContract):
         yield publisher
         await publisher.close()
 
-    async def received(self, queue: str) -> List[Received]:
+    async def received(self, queue: str) -> list[Received]:
         return [Received(e.body, e.message_id, "application/json", True) for e in self._publisher.messages(queue)]
 
     async def test_down_publisher_fails_at_once(self, publisher: InMemoryPublisher, key: str) -> None:
@@ -86,7 +86,7 @@ class TestInMemoryPublisher(EventPublisherContract):
 class TestRabbitMQPublisher(EventPublisherContract):
     @pytest.fixture
     async def publisher(self, amqp_url: str) -> AsyncIterator[RabbitMQPublisher]:
-        self._declared: List[str] = []
+        self._declared: list[str] = []
         publisher = RabbitMQPublisher(amqp_url, confirm_timeout_s=5.0)
         await publisher.start()
         assert await publisher.wait_connected(10.0)
@@ -98,10 +98,10 @@ class TestRabbitMQPublisher(EventPublisherContract):
             await self._channel.queue_delete(name)
         await self._reader.close()
 
-    async def received(self, queue: str) -> List[Received]:
+    async def received(self, queue: str) -> list[Received]:
         self._declared.append(queue)
         found = await self._channel.declare_queue(queue, passive=True)
-        out: List[Received] = []
+        out: list[Received] = []
         while True:
             message = await found.get(no_ack=True, fail=False)
             if message is None:

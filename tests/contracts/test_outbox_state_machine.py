@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, List, Tuple
+from typing import Any, Callable
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -35,7 +36,7 @@ class OutboxesAgree(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp(prefix="callflow-outbox-sm-"))
         self.sqlite = self._open_sqlite()
         self.memory = InMemoryOutbox(SystemClock())
-        self.ids: List[int] = []  # every id put so far (the two must hand out the same ones)
+        self.ids: list[int] = []  # every id put so far (the two must hand out the same ones)
 
     def _open_sqlite(self) -> SQLiteOutbox:
         # forget_delay_s=0: a delete is written at once, so a reopen sees it (the delay is a batching
@@ -45,7 +46,7 @@ class OutboxesAgree(RuleBasedStateMachine):
         assert outbox.failure is None
         return outbox
 
-    def both(self, call: Callable[[Outbox], Awaitable[Any]]) -> Tuple[Any, Any]:
+    def both(self, call: Callable[[Outbox], Awaitable[Any]]) -> tuple[Any, Any]:
         return (self.loop.run_until_complete(call(self.sqlite)),
                 self.loop.run_until_complete(call(self.memory)))
 
@@ -57,7 +58,7 @@ class OutboxesAgree(RuleBasedStateMachine):
         self.ids.append(sqlite_id)
 
     @rule(bodies=st.lists(BODIES, min_size=2, max_size=6))
-    def put_together(self, bodies: List[bytes]) -> None:
+    def put_together(self, bodies: list[bytes]) -> None:
         """Puts in flight at once (the SQLite worker commits them as one group)."""
         items = [EventEnvelope.of("call.events.c1", body) for body in bodies]
         sqlite_ids, memory_ids = self.both(

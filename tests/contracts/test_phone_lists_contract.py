@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any, AsyncIterator, Awaitable, Callable, List, Tuple
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Callable
 
 import pytest
 from hypothesis import settings
@@ -31,7 +32,7 @@ FORMS = st.lists(st.sampled_from(["84912406496", "0912406496", "+84912406496", "
                  max_size=3)
 
 
-async def members_with(prefix: str, members: AsyncIterator[str]) -> List[str]:
+async def members_with(prefix: str, members: AsyncIterator[str]) -> list[str]:
     return sorted([m async for m in members if m.startswith(prefix)])
 
 
@@ -247,32 +248,32 @@ class PhoneListsAgree(RuleBasedStateMachine):
         self.client = make_redis_client(REDIS_URL, timeout_s=1.0, max_connections=4)
         self.adapters = (RedisPhoneLists(self.client), InMemoryPhoneLists(ManualClock()))
 
-    def both(self, call: Callable[[PhoneLists], Awaitable[Any]]) -> Tuple[Any, Any]:
+    def both(self, call: Callable[[PhoneLists], Awaitable[Any]]) -> tuple[Any, Any]:
         return tuple(self.loop.run_until_complete(call(adapter)) for adapter in self.adapters)
 
-    def forms(self, picks: List[str]) -> List[str]:
+    def forms(self, picks: list[str]) -> list[str]:
         return [self.prefix + pick for pick in picks]
 
     @rule(picks=FORMS, ttl_s=st.sampled_from([0, DAY_S]))
-    def blacklist_add(self, picks: List[str], ttl_s: int) -> None:
+    def blacklist_add(self, picks: list[str], ttl_s: int) -> None:
         self.both(lambda lists: lists.blacklist_add(self.forms(picks), ttl_s))
 
     @rule(picks=FORMS)
-    def vip_add(self, picks: List[str]) -> None:
+    def vip_add(self, picks: list[str]) -> None:
         self.both(lambda lists: lists.vip_add(self.forms(picks)))
 
     @rule(picks=FORMS)
-    def blacklist_remove(self, picks: List[str]) -> None:
+    def blacklist_remove(self, picks: list[str]) -> None:
         redis_count, memory_count = self.both(lambda lists: lists.blacklist_remove(self.forms(picks)))
         assert redis_count == memory_count
 
     @rule(picks=FORMS)
-    def vip_remove(self, picks: List[str]) -> None:
+    def vip_remove(self, picks: list[str]) -> None:
         redis_count, memory_count = self.both(lambda lists: lists.vip_remove(self.forms(picks)))
         assert redis_count == memory_count
 
     @rule(picks=FORMS.filter(bool))
-    def lookup(self, picks: List[str]) -> None:
+    def lookup(self, picks: list[str]) -> None:
         redis_listing, memory_listing = self.both(lambda lists: lists.lookup(self.forms(picks), 1.0))
         assert redis_listing == memory_listing
 

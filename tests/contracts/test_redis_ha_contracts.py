@@ -8,7 +8,7 @@ can get wrong: keys of one lookup on several masters, scripts unknown to a node,
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio.cluster import RedisCluster

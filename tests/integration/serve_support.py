@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Optional
 
 import aio_pika
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,7 +20,7 @@ class ServeProcess:
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
-        self.log: List[dict] = []
+        self.log: list[dict] = []
         self.agi_port = 0
         self.http_port = 0
         self._ready = asyncio.Event()
@@ -66,7 +66,7 @@ class ServeProcess:
                 await self.process.wait()
         self._reader.cancel()
 
-    def events(self, name: str) -> List[dict]:
+    def events(self, name: str) -> list[dict]:
         return [line for line in self.log if line.get("event") == name]
 
 
@@ -92,7 +92,7 @@ async def start_serve(tmp_path: Path, **settings: str) -> ServeProcess:
     return served
 
 
-async def http_get(port: int, path: str, timeout: float = 5.0) -> Tuple[int, bytes]:
+async def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
     """(status, body) of ``GET path`` on 127.0.0.1:port."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
     try:
@@ -104,12 +104,12 @@ async def http_get(port: int, path: str, timeout: float = 5.0) -> Tuple[int, byt
     return int(head.split(b" ", 2)[1]), body
 
 
-async def readiness(port: int) -> Tuple[int, dict]:
+async def readiness(port: int) -> tuple[int, dict]:
     status, body = await http_get(port, "/readyz")
     return status, json.loads(body)
 
 
-async def metric_samples(port: int) -> Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]:
+async def metric_samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of /metrics: {(name, sorted labels): value}."""
     status, body = await http_get(port, "/metrics")
     assert status == 200
@@ -120,7 +120,7 @@ async def metric_samples(port: int) -> Dict[Tuple[str, Tuple[Tuple[str, str], ..
     return samples
 
 
-def sample(samples: Dict, name: str, **labels: str) -> float:
+def sample(samples: dict, name: str, **labels: str) -> float:
     """One sample's value (0 when the labelled child does not exist yet)."""
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 

@@ -5,7 +5,6 @@ import asyncio
 import os
 import socket
 import time
-from typing import List
 
 import pytest
 
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.integration
 BURST = 200
 
 
-def _connect_all(port: int) -> List[socket.socket]:
+def _connect_all(port: int) -> list[socket.socket]:
     """BURST connections the kernel completes on its own (the server's loop is busy meanwhile)."""
     sockets = []
     for _ in range(BURST):
@@ -32,7 +31,7 @@ def _connect_all(port: int) -> List[socket.socket]:
     return sockets
 
 
-async def _burst(settings) -> "tuple[int, str]":
+async def _burst(settings) -> tuple[int, str]:
     async with AgiServer(settings, {"echo": EchoRoute()}) as server:
         sockets = _connect_all(server.port)
         time.sleep(0.2)  # the loop is busy: the connections wait in the accept queue
@@ -62,7 +61,7 @@ async def test_the_same_burst_on_the_standard_loop(make_settings):
     assert taken == BURST and status == "OK"
 
 
-async def _attached_socket_options(settings) -> "tuple[int, bool]":
+async def _attached_socket_options(settings) -> tuple[int, bool]:
     async with AgiServer(settings, {"echo": EchoRoute()}) as server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         for _ in range(20):

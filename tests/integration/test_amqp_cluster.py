@@ -16,8 +16,8 @@ import json
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List, Set, Tuple
 
 import aio_pika
 import pytest
@@ -47,7 +47,7 @@ def cluster() -> Iterator[RabbitCluster]:
 
 
 @pytest.fixture
-def nodes(cluster: RabbitCluster) -> List[ClusterNode]:
+def nodes(cluster: RabbitCluster) -> list[ClusterNode]:
     """The three nodes, all running when the test starts (a node a failed test left dead is restarted)."""
     for node in cluster.nodes:
         if node.pid is None:
@@ -107,9 +107,9 @@ async def wait_drained(outbox: Path, timeout_s: float) -> None:
         await asyncio.sleep(0.2)
 
 
-def tally(messages: List[Tuple[str, bytes]], callers: EventCallers) -> Dict[str, int]:
+def tally(messages: list[tuple[str, bytes]], callers: EventCallers) -> dict[str, int]:
     """The figures of a run; asserts none acknowledged is lost and each call has one message_id."""
-    ids_per_call: Dict[str, Set[str]] = defaultdict(set)
+    ids_per_call: dict[str, set[str]] = defaultdict(set)
     for message_id, body in messages:
         ids_per_call[json.loads(body)["call_id"]].add(message_id)
     lost = callers.acknowledged - set(ids_per_call)
@@ -183,7 +183,7 @@ async def run_with_a_kill(tmp_path: Path, cluster: RabbitCluster, queue_node: Cl
 
 
 async def test_kill_9_of_the_connected_node_costs_a_reconnect_not_an_event(
-    tmp_path: Path, cluster: RabbitCluster, nodes: List[ClusterNode]
+    tmp_path: Path, cluster: RabbitCluster, nodes: list[ClusterNode]
 ) -> None:
     """The node callflow is connected to (the first URL) dies; the queue's leader is elsewhere.
     callflow reconnects to the next URL; every call is answered OK; none acknowledged is lost."""
@@ -199,7 +199,7 @@ async def test_kill_9_of_the_connected_node_costs_a_reconnect_not_an_event(
 
 
 async def test_kill_9_of_the_queue_leader_loses_no_event(
-    tmp_path: Path, cluster: RabbitCluster, nodes: List[ClusterNode]
+    tmp_path: Path, cluster: RabbitCluster, nodes: list[ClusterNode]
 ) -> None:
     """The leader of the customer's quorum queue dies (callflow is connected to another node): a
     follower takes over; confirms resume without a reconnection; none acknowledged is lost."""
@@ -215,7 +215,7 @@ async def test_kill_9_of_the_queue_leader_loses_no_event(
 
 
 async def test_a_frozen_connected_node_is_left_after_missed_heartbeats(
-    tmp_path: Path, cluster: RabbitCluster, nodes: List[ClusterNode]
+    tmp_path: Path, cluster: RabbitCluster, nodes: list[ClusterNode]
 ) -> None:
     """The connected node stops answering without closing its sockets (SIGSTOP: a lost host or a
     partition as the client sees it). Missed heartbeats (2 s here: noticed within (2 + 1) x 3 s)
@@ -230,7 +230,7 @@ async def test_a_frozen_connected_node_is_left_after_missed_heartbeats(
 
 
 async def test_a_classic_queue_on_a_lost_node_holds_its_events_until_the_node_is_back(
-    tmp_path: Path, cluster: RabbitCluster, nodes: List[ClusterNode]
+    tmp_path: Path, cluster: RabbitCluster, nodes: list[ClusterNode]
 ) -> None:
     """CALLFLOW_AMQP_QUEUE_TYPE=classic on a cluster: the customer's queue lives on one node, which
     is killed (callflow connected elsewhere). Its publishes come back unroutable, declaring it is

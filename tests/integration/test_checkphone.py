@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Iterator, List
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
@@ -20,7 +20,7 @@ VARIABLES = ["PHONE_POLICY", "PHONE_BLACKLISTED", "PHONE_VIP", "CALLFLOW_STATUS"
 DEADLINE_S, SLACK_S = 0.5, 0.25
 
 
-def answer(result: FakeCallResult) -> List[str]:
+def answer(result: FakeCallResult) -> list[str]:
     return [result.variables.get(name, "<unset>") for name in VARIABLES]
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import List, Tuple
 
 import pytest
 
@@ -25,11 +24,11 @@ def blacklist(process: RedisProcess) -> None:
         client.set("phone:blacklist:84912406496", "1", ex=3600)
 
 
-async def calls(port: int, count: int) -> List[FakeCallResult]:
+async def calls(port: int, count: int) -> list[FakeCallResult]:
     return list(await asyncio.gather(*(call(HOST, port, callerid="0912406496") for _ in range(count))))
 
 
-def in_time(results: List[FakeCallResult]) -> bool:
+def in_time(results: list[FakeCallResult]) -> bool:
     return all(r.closed_by_server and r.duration < DEADLINE_S + SLACK_S for r in results)
 
 
@@ -65,10 +64,10 @@ async def test_calls_stay_answered_while_redis_is_slow_stops_and_comes_back(make
     assert recovered < 2.0
 
 
-async def _call_stream(port: int, seconds: float) -> List[Tuple[float, FakeCallResult]]:
+async def _call_stream(port: int, seconds: float) -> list[tuple[float, FakeCallResult]]:
     """A call every 20 ms for ``seconds`` (each on its own), with the time it was placed."""
     started = time.monotonic()
-    placed: List[Tuple[float, "asyncio.Future[FakeCallResult]"]] = []
+    placed: list[tuple[float, asyncio.Future[FakeCallResult]]] = []
     while time.monotonic() - started < seconds:
         placed.append((time.monotonic() - started, asyncio.ensure_future(call(HOST, port, callerid="0912406496"))))
         await asyncio.sleep(0.02)

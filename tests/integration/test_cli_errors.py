@@ -7,8 +7,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Optional
 
 import pytest
 import redis
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.integration
 PASSWORD = "the-right-one"
 
 
-def environment(tmp_path: Path, **settings: str) -> Dict[str, str]:
+def environment(tmp_path: Path, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLFLOW_")}
     env.update(CALLFLOW_REDIS_URL=REDIS_URL, CALLFLOW_AMQP_URL=AMQP_URL,
                CALLFLOW_DATA_DIR=str(tmp_path / "data"), CALLFLOW_LOG_DIR=str(tmp_path / "log"))
@@ -29,7 +30,7 @@ def environment(tmp_path: Path, **settings: str) -> Dict[str, str]:
     return env
 
 
-def callflow(tmp_path: Path, *args: str, stdin: bytes = b"", **settings: str) -> Tuple[int, str, str]:
+def callflow(tmp_path: Path, *args: str, stdin: bytes = b"", **settings: str) -> tuple[int, str, str]:
     done = subprocess.run([sys.executable, "-m", "callflow", *args], cwd=str(tmp_path), input=stdin,
                           env=environment(tmp_path, **settings), capture_output=True, timeout=60)
     return done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
@@ -45,7 +46,7 @@ def one_line(err: str) -> bool:
     (["events", "tail", "c1", "--idle-timeout", "1"], {"CALLFLOW_AMQP_URL": "amqp://guest:guest@127.0.0.1:56x72/"}),
     (["vip", "list"], {"CALLFLOW_REDIS_URL": "http://x"}),
 ])
-def test_a_bad_url_is_one_line_and_exit_2(tmp_path: Path, args: List[str], settings: Dict[str, str]) -> None:
+def test_a_bad_url_is_one_line_and_exit_2(tmp_path: Path, args: list[str], settings: dict[str, str]) -> None:
     code, _, err = callflow(tmp_path, *args, **settings)
     assert (code, one_line(err)) == (2, True), err
 
@@ -103,7 +104,7 @@ def redis_with_password() -> Iterator[str]:
 
 @pytest.mark.parametrize("args", [["blacklist", "check", "0912406496"], ["vip", "list"], ["stats", "c1"]])
 def test_a_wrong_redis_password_says_authentication_failed(tmp_path: Path, redis_with_password: str,
-                                                           args: List[str]) -> None:
+                                                           args: list[str]) -> None:
     code, _, err = callflow(tmp_path, *args, CALLFLOW_REDIS_URL=f"redis://:wrong@{redis_with_password}/0")
     assert (code, one_line(err)) == (2, True), err
     assert "authentication failed" in err and "wrong" not in err.replace("wrong password", "")

@@ -6,8 +6,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator, Dict, List, Tuple
 
 import aio_pika
 import pytest
@@ -20,7 +20,7 @@ from tests.integration.cli_support import unique_id
 pytestmark = pytest.mark.integration
 
 
-def cli_environment(tmp_path: Path, amqp_url: str = AMQP_URL) -> Dict[str, str]:
+def cli_environment(tmp_path: Path, amqp_url: str = AMQP_URL) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLFLOW_")}
     env.update(CALLFLOW_AMQP_URL=amqp_url, CALLFLOW_DATA_DIR=str(tmp_path / "data"))
     return env
@@ -42,7 +42,7 @@ async def wait_following(tail: asyncio.subprocess.Process) -> str:
     return line.decode()
 
 
-async def finish(tail: asyncio.subprocess.Process) -> Tuple[int, List[str], str]:
+async def finish(tail: asyncio.subprocess.Process) -> tuple[int, list[str], str]:
     out, err = await asyncio.wait_for(tail.communicate(), 20)
     return tail.returncode or 0, out.decode().splitlines(), err.decode()
 

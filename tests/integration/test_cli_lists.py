@@ -1,8 +1,8 @@
 """``callflow blacklist|vip ...`` against the real Redis (the test db): every verb, import with bad rows."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import redis

@@ -50,7 +50,7 @@ def test_lists_round_trip_through_the_cli(topology_env: Path, capsys) -> None:
 
 def test_stats_reads_every_status_set(topology_env: Path, capsys) -> None:
     """callflow stats CUSTOMER counts each status set, wherever its slot lives."""
-    from redis import Redis, RedisCluster
+    from redis import RedisCluster
 
     customer = unique_id("c")
     url = __import__("os").environ["CALLFLOW_REDIS_URL"]

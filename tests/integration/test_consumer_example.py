@@ -6,7 +6,6 @@ import re
 import types
 import uuid
 from pathlib import Path
-from typing import List
 
 import aio_pika
 import pytest
@@ -39,7 +38,7 @@ def example_module() -> types.ModuleType:
     return module
 
 
-async def publish(envelopes: List[EventEnvelope], **properties: object) -> None:
+async def publish(envelopes: list[EventEnvelope], **properties: object) -> None:
     """As callflow publishes (persistent, JSON, its message_id), unless ``properties`` say otherwise."""
     async with await aio_pika.connect(AMQP_URL) as connection:
         channel = await connection.channel()
@@ -59,7 +58,7 @@ async def test_the_example_handles_an_event_delivered_twice_once() -> None:
     first = EventEnvelope.of(key, EVENT.replace(b"CUSTOMER", customer.encode()))
     second = EventEnvelope.of(key, first.body.replace(b"ringing", b"answered"))
     example = example_module()
-    handled: List[dict] = []
+    handled: list[dict] = []
 
     async def handle(event: dict) -> None:
         handled.append(event)

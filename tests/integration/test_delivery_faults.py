@@ -7,7 +7,7 @@ import signal
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Callable
 
 import pytest
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
-async def drain(settings: Settings, queue: str, amqp_url: str) -> List[str]:
+async def drain(settings: Settings, queue: str, amqp_url: str) -> list[str]:
     """Start the delivery on ``settings``, let it deliver everything stored, return the queue's ids."""
     app = build_application(settings)
     await resolved(app.init_resources())
@@ -39,8 +39,8 @@ async def test_broker_outage_mid_stream_loses_nothing(make_settings: Callable[..
     arrives, repeats only under the same message_id, first deliveries in submission order."""
     settings = make_settings(amqp_reconnect_interval_s=0.2, publish_confirm_timeout_ms=2000)
     keys = [f"call.events.fault-{uuid.uuid4().hex[:8]}-{i}" for i in (0, 1)]
-    acknowledged: Dict[str, List[str]] = {key: [] for key in keys}
-    confirmed: List[bool] = []
+    acknowledged: dict[str, list[str]] = {key: [] for key in keys}
+    confirmed: list[bool] = []
     streaming = True
     app = build_application(settings)
     await resolved(app.init_resources())
@@ -88,7 +88,7 @@ async def test_kill_9_with_events_waiting_then_a_new_process_drains_them(
         sys.executable, "-m", "tests.integration.delivery_child", str(outbox), child_url, key, "3000", "0",
         cwd=ROOT, stdout=asyncio.subprocess.PIPE,
     )
-    acknowledged: List[str] = []
+    acknowledged: list[str] = []
     try:
         assert child.stdout is not None
         while len(acknowledged) < 400:

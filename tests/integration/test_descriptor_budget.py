@@ -9,7 +9,6 @@ import resource
 import socket
 import sys
 from pathlib import Path
-from typing import List
 
 import pytest
 
@@ -25,7 +24,7 @@ IDLE = 1100
 DEADLINE_S = 0.5
 
 
-def idle_connections(port: int, count: int) -> List[socket.socket]:
+def idle_connections(port: int, count: int) -> list[socket.socket]:
     sockets = []
     for _ in range(count):
         sock = socket.socket()
@@ -63,7 +62,7 @@ async def test_idle_agi_then_idle_http_connections_do_not_delay_a_call_under_a_1
     """Limit 1,024 (systemd's default soft limit, here also the hard one): 1,100 idle AGI
     connections, then 1,100 idle HTTP ones on top; a call after each is answered within its deadline."""
     server = await start_with_low_limit(tmp_path)
-    held: List[socket.socket] = []
+    held: list[socket.socket] = []
     try:
         assert server.events("descriptor limit too low"), "the start-up says the limit is too low"
         held += idle_connections(server.agi_port, IDLE)

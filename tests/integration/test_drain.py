@@ -9,7 +9,12 @@ import pytest
 from callflow.domain.envelope import routing_key_for
 from tests.integration.cli_support import unique_id
 from tests.integration.serve_support import (
-    delete_queue, metric_samples, queue_depth, readiness, sample, start_serve,
+    delete_queue,
+    metric_samples,
+    queue_depth,
+    readiness,
+    sample,
+    start_serve,
 )
 from tests.support.fake_asterisk import call
 
@@ -48,7 +53,7 @@ async def refused(port: int) -> bool:
         writer.close()
 
 
-def place(route: str, port: int, customer: str, n: int) -> "asyncio.Future":
+def place(route: str, port: int, customer: str, n: int) -> asyncio.Future:
     """One slow call (every reply delayed) of ``route``, as a task."""
     options: dict = dict(route=route, reply_delay=REPLY_DELAY_S, timeout=30)
     if route == "event":

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import List, Optional, Tuple
+from typing import Optional
 
 import aio_pika
 import pytest
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 HOST = "127.0.0.1"
 
 
-async def wait_for_messages(queue: str, count: int, timeout_s: float = 90.0) -> List[Tuple[str, bytes]]:
+async def wait_for_messages(queue: str, count: int, timeout_s: float = 90.0) -> list[tuple[str, bytes]]:
     """The queue's messages once ``count`` are there (the queue is deleted after reading).
 
     The event may be answered OK from the outbox before the queue exists, and other suites on this

@@ -12,7 +12,6 @@ import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, Set
 
 import pytest
 
@@ -70,7 +69,7 @@ async def test_stop_app_kill_9_restart_start_app_delivers_every_ok_call(tmp_path
             await second.stop()
     messages = await take_all(AMQP_URL, queue)
     await forget_stats(REDIS_URL, customer)
-    ids_per_call: Dict[str, Set[str]] = defaultdict(set)
+    ids_per_call: dict[str, set[str]] = defaultdict(set)
     for message_id, body in messages:
         ids_per_call[json.loads(body)["call_id"]].add(message_id)
     assert waiting > 0, "no event was waiting in the outbox when the server was killed"

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Dict, Optional
+from typing import Optional
 
 import pytest
 
@@ -33,7 +34,7 @@ class Rig:
     def __init__(self, server: AgiServer, delivery: RecordingDelivery, stats: RedisCallStats, client) -> None:
         self.server, self.delivery, self.stats, self.client = server, delivery, stats, client
 
-    async def call(self, variables: Dict[str, str], shared: Optional[Dict[str, str]] = None, **options) -> FakeCallResult:
+    async def call(self, variables: dict[str, str], shared: Optional[dict[str, str]] = None, **options) -> FakeCallResult:
         return await call(HOST, self.server.port, route="event", variables=variables, uniqueid=CALL_ID,
                           shared={CALL_ID: shared or {}}, channel="PJSIP/1001-000000ce", **options)
 
@@ -68,7 +69,7 @@ async def rig(make_settings, customer) -> AsyncIterator[Rig]:
             await running.client.delete(*keys)
 
 
-def dialplan(customer: str, **changes: str) -> Dict[str, str]:
+def dialplan(customer: str, **changes: str) -> dict[str, str]:
     values = {"CALL_ID": CALL_ID, "DIRECTION": "inbound", "CUSTOMER_ID": customer, "TRUNK": "0866801898",
               "UNIQUE_ID": CALL_ID, "PHONE_DIAL": "0912406496", "LINKED_ID": CALL_ID, "CALL_STATUS": "ringing",
               "QUEUE_NAME": "ky_thuat"}

@@ -6,7 +6,6 @@ reads what the fake sends back: the header block, each reply, unsolicited HANGUP
 from __future__ import annotations
 
 import asyncio
-from typing import Dict, List
 
 import pytest
 
@@ -16,13 +15,13 @@ from tests.support.fake_asterisk import call
 pytestmark = pytest.mark.integration
 
 #: recorded time-outs replayed 100 times faster (TIMEOUT(absolute)=5 -> HANGUP after 0.05 s)
-FAULTS: Dict[str, Dict[str, object]] = {
+FAULTS: dict[str, dict[str, object]] = {
     "silent_server_absolute_timeout": {"hangup_at": 0.05},
     "silent_server_exitonhangup": {"hangup_at": 0.05, "exit_on_hangup": True},
 }
 
 
-async def _replay(name: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, problems: List[str]) -> None:
+async def _replay(name: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, problems: list[str]) -> None:
     """Play the server's side of ``name``; note every byte Asterisk's side got wrong."""
     header = transcripts.header(name)
     got = await reader.readexactly(len(header))
@@ -51,7 +50,7 @@ async def _replay(name: str, reader: asyncio.StreamReader, writer: asyncio.Strea
 @pytest.mark.parametrize("name", transcripts.SESSIONS)
 async def test_fake_sends_exactly_what_asterisk_sent(name):
     """Header, replies, unsolicited HANGUPs and closes: byte for byte as recorded from Asterisk 22."""
-    problems: List[str] = []
+    problems: list[str] = []
     done = asyncio.Event()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -3,14 +3,21 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 from callflow.domain.envelope import routing_key_for
 from tests.integration.cli_support import unique_id
 from tests.integration.serve_support import (
-    ServeProcess, delete_queue, http_get, metric_samples, readiness, sample, start_serve, wait_for_readiness,
+    ServeProcess,
+    delete_queue,
+    http_get,
+    metric_samples,
+    readiness,
+    sample,
+    start_serve,
+    wait_for_readiness,
 )
 from tests.support.fake_asterisk import call
 

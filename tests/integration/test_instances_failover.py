@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from callflow.domain.envelope import routing_key_for
+from tests.conftest import AMQP_URL
 from tests.integration.serve_support import ServeProcess, queue_depth, start_serve
 from tests.support.broker import take_all
-from tests.conftest import AMQP_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 CALLERS = 20

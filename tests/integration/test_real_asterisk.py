@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from typing import Dict, Iterator, List
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -17,7 +17,13 @@ from callflow.domain.envelope import routing_key_for
 from tests.conftest import REDIS_URL
 from tests.support.event_schema import check_message
 from tests.support.real_asterisk import (  # noqa: F401 - fixtures
-    CallflowProcess, asterisk_installed, callflow_server, in_thread, reported, sample_dialplan, wait_for_messages,
+    CallflowProcess,
+    asterisk_installed,
+    callflow_server,
+    in_thread,
+    reported,
+    sample_dialplan,
+    wait_for_messages,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.asterisk]
@@ -131,7 +137,7 @@ def unique_number() -> str:
 
 
 @pytest.fixture
-def numbers(store: redis.Redis) -> Iterator[Dict[str, str]]:
+def numbers(store: redis.Redis) -> Iterator[dict[str, str]]:
     """Three fresh numbers: one blacklisted, one VIP, one in neither list; removed afterwards."""
     made = {"blacklisted": unique_number(), "vip": unique_number(), "normal": unique_number()}
     store.set(f"phone:blacklist:{made['blacklisted']}", "1", ex=600)
@@ -141,7 +147,7 @@ def numbers(store: redis.Redis) -> Iterator[Dict[str, str]]:
     store.srem("phone:vip", made["vip"])
 
 
-def event_inputs(customer: str, **values: str) -> Dict[str, str]:
+def event_inputs(customer: str, **values: str) -> dict[str, str]:
     base = {"CUSTOMER_ID": customer, "DIRECTION": "inbound", "PHONE_DIAL": "0912406496", "QUEUE_NAME": "ky_thuat",
             "TRUNK": "0866801898", "DIAL_MODE": "", "AGENT_ACCOUNT_IN": "dh02", "STATUS": "ringing"}
     base.update(values)
@@ -199,7 +205,7 @@ async def test_the_sample_event_subroutine_publishes_the_event(pbx: Pbx) -> None
 async def test_tricky_values_reach_the_event_intact(pbx: Pbx) -> None:
     """Unicode, the literal hangup, parentheses, commas and quotes, empty, 1.5 KB: as the dialplan had them."""
     customer = "ast-" + uuid.uuid4().hex[:12]
-    ids: List[str] = []
+    ids: list[str] = []
     for kind, value in TRICKY.items():
         ids.append(pbx.place("t-sample-event", event_inputs(
             customer, QUEUE_NAME=value, TRUNK=value, AGENT_ACCOUNT_IN=value, DIAL_MODE=kind)))
@@ -242,7 +248,7 @@ async def test_calls_placed_with_the_cli_are_answered(pbx: Pbx, numbers) -> None
     assert report["AGISTATUS"] == "SUCCESS"
 
 
-def agi_commands(pbx: Pbx, call_id: str) -> List[str]:
+def agi_commands(pbx: Pbx, call_id: str) -> list[str]:
     """The AGI command lines Asterisk received on the call's channel (``agi set debug on``)."""
     marker, rx = f"<Local/{call_id}@", "AGI Rx << "
     lines = (pbx.dir / "log" / "verbose.log").read_text(errors="replace").splitlines()

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, List, Tuple
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -41,9 +42,9 @@ async def counted() -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-async def silent_redis() -> AsyncIterator[Tuple[str, List[bytes]]]:
+async def silent_redis() -> AsyncIterator[tuple[str, list[bytes]]]:
     """A server that accepts and reads but never answers (a frozen Redis); yields its URL and what it read."""
-    received: List[bytes] = []
+    received: list[bytes] = []
 
     async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while chunk := await reader.read(65536):
@@ -81,7 +82,7 @@ async def test_under_load_batches_grow_instead_of_connections(counted: Redis) ->
     """Callers arriving while the only lane is busy go together in the next write: far fewer writes than callers."""
     batcher = CommandBatcher(counted, max_lanes=1)
 
-    async def caller(n: int) -> List[Any]:
+    async def caller(n: int) -> list[Any]:
         await asyncio.sleep(0.0001 * (n % 20))
         return await batcher.round_trip("echo", [("ECHO", str(n))], 2.0, StoreDown)
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional, Tuple
+from typing import Optional
 
 import pytest
 
@@ -21,7 +22,12 @@ from callflow.adapters.redis_call_stats import stats_key
 from callflow.adapters.redis_phone_lists import VIP_KEY
 from callflow.domain.envelope import routing_key_for
 from tests.integration.serve_support import (
-    delete_queue, metric_samples, readiness, sample, start_serve, wait_for_readiness,
+    delete_queue,
+    metric_samples,
+    readiness,
+    sample,
+    start_serve,
+    wait_for_readiness,
 )
 from tests.support.fake_asterisk import FakeCallResult, call
 from tests.support.redis_ha import RedisClusterGroup, SentinelGroup
@@ -58,11 +64,11 @@ class CallStream:
     port: int
     customer: str = ""
     http_port: int = 0  # when set, /readyz is polled every 100 ms
-    placed: List[Placed] = field(default_factory=list)
-    readiness: List[Tuple[float, int]] = field(default_factory=list)  # (stream time, /readyz status)
+    placed: list[Placed] = field(default_factory=list)
+    readiness: list[tuple[float, int]] = field(default_factory=list)  # (stream time, /readyz status)
     started: float = 0.0
     _running: bool = False
-    _tasks: List["asyncio.Future[None]"] = field(default_factory=list)
+    _tasks: list[asyncio.Future[None]] = field(default_factory=list)
 
     def start(self) -> None:
         self.started, self._running = time.monotonic(), True
@@ -79,7 +85,7 @@ class CallStream:
             self.readiness.append((at, status))
             await asyncio.sleep(0.1)
 
-    def not_ready(self) -> List[float]:
+    def not_ready(self) -> list[float]:
         """When /readyz answered 503."""
         return [at for at, status in self.readiness if status != 200]
 
@@ -91,7 +97,7 @@ class CallStream:
         await asyncio.gather(*self._tasks)
 
     async def _place(self, route: str, interval: float) -> None:
-        pending: List["asyncio.Future[None]"] = []
+        pending: list[asyncio.Future[None]] = []
         n = 0
         next_at = time.monotonic()
         while self._running:
@@ -112,10 +118,10 @@ class CallStream:
         entry.result = await call(HOST, self.port, route="event", variables=values, uniqueid=entry.call_id,
                                   shared={entry.call_id: {}}, timeout=5.0)
 
-    def checkphone(self) -> List[Placed]:
+    def checkphone(self) -> list[Placed]:
         return [p for p in self.placed if p.route == "checkphone"]
 
-    def events(self) -> List[Placed]:
+    def events(self) -> list[Placed]:
         return [p for p in self.placed if p.route == "event"]
 
     async def first_listed_after(self, at: float, timeout_s: float) -> float:
@@ -129,11 +135,11 @@ class CallStream:
         raise AssertionError(f"checkphone not OK again within {timeout_s} s of the promotion")
 
 
-def answer(result: FakeCallResult) -> Tuple[str, ...]:
+def answer(result: FakeCallResult) -> tuple[str, ...]:
     return tuple(result.variables.get(name, "<unset>") for name in VARIABLES)
 
 
-def late(placed: List[Placed], deadline_s: float) -> List[Placed]:
+def late(placed: list[Placed], deadline_s: float) -> list[Placed]:
     """Calls not ended by the server within their deadline (plus the reading slack)."""
     return [p for p in placed if p.result is None or not p.result.closed_by_server
             or p.result.duration > deadline_s + SLACK_S]

@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Dict, List
 
 import pytest
 
@@ -17,7 +16,7 @@ from tests.support.fake_asterisk import call
 pytestmark = pytest.mark.integration
 
 
-async def _read_log(stream: asyncio.StreamReader, lines: List[Dict[str, object]], listening: asyncio.Future) -> None:
+async def _read_log(stream: asyncio.StreamReader, lines: list[dict[str, object]], listening: asyncio.Future) -> None:
     async for raw in stream:
         try:
             line = json.loads(raw)
@@ -36,7 +35,7 @@ async def test_serve_answers_calls_and_drains_on_sigterm(tmp_path: Path):
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "callflow", "serve", "--port", "0", cwd=tmp_path, env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    lines: List[Dict[str, object]] = []
+    lines: list[dict[str, object]] = []
     listening: asyncio.Future = asyncio.get_running_loop().create_future()
     reading = asyncio.ensure_future(_read_log(process.stderr, lines, listening))
     try:

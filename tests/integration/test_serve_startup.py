@@ -8,7 +8,6 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Tuple
 
 import pytest
 from pydantic import SecretStr
@@ -30,7 +29,7 @@ BAD = {
 }
 
 
-def environment(tmp_path: Path, **settings: str) -> Dict[str, str]:
+def environment(tmp_path: Path, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLFLOW_")}
     env.update(
         CALLFLOW_AGI_PORT="0", CALLFLOW_HTTP_PORT="0", CALLFLOW_REDIS_URL=REDIS_URL, CALLFLOW_AMQP_URL=AMQP_URL,
@@ -41,7 +40,7 @@ def environment(tmp_path: Path, **settings: str) -> Dict[str, str]:
     return env
 
 
-async def run(tmp_path: Path, *args: str, env: Dict[str, str], timeout: float = 30.0) -> Tuple[int, str]:
+async def run(tmp_path: Path, *args: str, env: dict[str, str], timeout: float = 30.0) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "callflow", *args, cwd=str(tmp_path), env=env,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
@@ -50,13 +49,13 @@ async def run(tmp_path: Path, *args: str, env: Dict[str, str], timeout: float = 
     except asyncio.TimeoutError:
         process.kill()
         await process.wait()
-        raise AssertionError(f"callflow {' '.join(args)} did not exit within {timeout} s")
+        raise AssertionError(f"callflow {' '.join(args)} did not exit within {timeout} s") from None
     return process.returncode, err.decode(errors="replace")
 
 
 @pytest.mark.parametrize("command", [("serve",), ("config", "show")])
 @pytest.mark.parametrize("case", sorted(BAD))
-async def test_a_bad_url_is_one_line_and_exit_2(tmp_path: Path, command: Tuple[str, ...], case: str) -> None:
+async def test_a_bad_url_is_one_line_and_exit_2(tmp_path: Path, command: tuple[str, ...], case: str) -> None:
     code, err = await run(tmp_path, *command, env=environment(tmp_path, **BAD[case]), timeout=20)
     name = next(iter(BAD[case]))
     assert code == 2, err

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Iterator, List
 
 import pytest
 import redis
@@ -26,7 +26,7 @@ BLOCKED = "0912000815"
 ANSWER = ["blacklist", "1", "OK"]
 
 
-def answer(result: FakeCallResult) -> List[str]:
+def answer(result: FakeCallResult) -> list[str]:
     return [result.variables.get(name, "<unset>") for name in ("PHONE_POLICY", "PHONE_BLACKLISTED", "CALLFLOW_STATUS")]
 
 
@@ -46,7 +46,7 @@ class SilentPeers:
         self.process = process
 
     @classmethod
-    async def open(cls, port: int, count: int) -> "SilentPeers":
+    async def open(cls, port: int, count: int) -> SilentPeers:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.support.silent_peers", HOST, str(port), str(count),
             cwd=str(Path(__file__).resolve().parents[2]), stdout=asyncio.subprocess.PIPE,
@@ -65,7 +65,7 @@ class SilentPeers:
 
 @pytest.fixture
 async def serve_factory(tmp_path: Path) -> AsyncIterator:
-    started: List[ServeProcess] = []
+    started: list[ServeProcess] = []
 
     async def start(**settings: str) -> ServeProcess:
         server = await start_serve(tmp_path, **settings)
@@ -78,7 +78,7 @@ async def serve_factory(tmp_path: Path) -> AsyncIterator:
 
 
 async def calls_during_silence(server: ServeProcess, silent: int, calls: int, number: str,
-                               spacing_s: float = 0.05) -> List[FakeCallResult]:
+                               spacing_s: float = 0.05) -> list[FakeCallResult]:
     peers = await SilentPeers.open(server.agi_port, silent)
     try:
         await asyncio.sleep(0.5)  # every silent socket accepted and waiting for its header

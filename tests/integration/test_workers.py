@@ -9,7 +9,6 @@ import signal
 import sys
 import uuid
 from pathlib import Path
-from typing import List
 
 import pytest
 
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.integration
 ANSWERED = {"OK", "DEGRADED"}  # checkphone fails open when Redis is slow under the burst: still an answer
 
 
-async def checkphone_calls(port: int, count: int, **options: object) -> List[str]:
+async def checkphone_calls(port: int, count: int, **options: object) -> list[str]:
     results = await asyncio.gather(*(call("127.0.0.1", port, route="checkphone", args=["0912406496"], **options)
                                      for _ in range(count)))
     return [str(result.status) for result in results]

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Optional
 
 from tests.conftest import AMQP_URL, REDIS_URL
 from tests.integration.serve_support import ServeProcess
@@ -29,20 +29,20 @@ class WorkersProcess(ServeProcess):
                 self._ready.set()
         self._ready.set()
 
-    def worker_lines(self, name: str) -> List[dict]:
+    def worker_lines(self, name: str) -> list[dict]:
         return [line for line in self.log if line.get("event") == name and "worker" in line]
 
-    def supervisor_lines(self, name: str) -> List[dict]:
+    def supervisor_lines(self, name: str) -> list[dict]:
         return [line for line in self.log if line.get("event") == name and "worker" not in line]
 
-    def sessions_per_worker(self) -> Dict[int, int]:
-        counts: Dict[int, int] = {}
+    def sessions_per_worker(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
         for line in self.worker_lines("agi session"):
             counts[int(line["worker"])] = counts.get(int(line["worker"]), 0) + 1
         return counts
 
 
-def serve_env(tmp_path: Path, **settings: str) -> Dict[str, str]:
+def serve_env(tmp_path: Path, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLFLOW_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(
         CALLFLOW_AGI_PORT="0", CALLFLOW_HTTP_PORT="0", CALLFLOW_REDIS_URL=REDIS_URL, CALLFLOW_AMQP_URL=AMQP_URL,
@@ -69,7 +69,7 @@ async def start_workers(tmp_path: Path, workers: int = 2, timeout: float = 60.0,
     return served
 
 
-async def worker_pids(http_port: int) -> Dict[int, Optional[int]]:
+async def worker_pids(http_port: int) -> dict[int, Optional[int]]:
     """{slot: pid} as the supervisor's /readyz reports them."""
     from tests.integration.serve_support import readiness
 

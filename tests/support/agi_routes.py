@@ -7,7 +7,8 @@ fallback sets ``CALLFLOW_STATUS=DEGRADED`` and ``FALLBACK=<reason>``. ``ScriptRo
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable, List, Optional
+from collections.abc import Awaitable
+from typing import Callable, Optional
 
 from callflow.entrypoints.agi.session import AgiSession, Route
 
@@ -22,8 +23,8 @@ class ScriptRoute(Route):
         self.deadline_s = deadline_s
         self._script = script
         self.served = 0
-        self.fallbacks: List[str] = []
-        self.sessions: List[AgiSession] = []
+        self.fallbacks: list[str] = []
+        self.sessions: list[AgiSession] = []
 
     async def handle(self, session: AgiSession) -> None:
         self.served += 1

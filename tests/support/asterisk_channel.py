@@ -10,7 +10,7 @@ surrogate escapes (``errors="surrogateescape"``) so invalid UTF-8 survives a rou
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Optional
 
 from tests.support.asterisk_dialplan import Expressions
 
@@ -37,10 +37,10 @@ USAGE = {  # as Asterisk 22 prints them (the first two recorded in probe_get_set
 }
 
 
-def parse_args(line: str) -> List[str]:
+def parse_args(line: str) -> list[str]:
     """res_agi.c ``parse_args``: words split on space/tab; ``"`` groups; ``\\`` escapes any character."""
-    args: List[str] = []
-    current: List[str] = []
+    args: list[str] = []
+    current: list[str] = []
     quoted = escaped = False
     in_word = False
     for char in line:
@@ -70,19 +70,19 @@ class AsteriskChannel:
 
     uniqueid: str
     name: str
-    variables: Dict[str, str] = field(default_factory=dict)
+    variables: dict[str, str] = field(default_factory=dict)
     #: SHARED() variables per channel, keyed by unique id (or channel name)
-    shared: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    shared: dict[str, dict[str, str]] = field(default_factory=dict)
     #: other channels' variables by name, for ``GET FULL VARIABLE expr channel``
-    channels: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    channels: dict[str, dict[str, str]] = field(default_factory=dict)
     callerid: str = ""
     dead: bool = False
     base64_loaded: bool = True
     mset_loaded: bool = True  # False: EXEC MSet answers result=-2, as for a missing application
     #: lines Asterisk will send on its own (``HANGUP`` after the HANGUP command)
-    unsolicited: List[str] = field(default_factory=list)
+    unsolicited: list[str] = field(default_factory=list)
 
-    def execute(self, line: str) -> List[str]:
+    def execute(self, line: str) -> list[str]:
         """The reply lines (without ``\\n``) Asterisk sends for one command line."""
         argv = parse_args(line)
         found = _find(argv)
@@ -100,10 +100,10 @@ class AsteriskChannel:
     def hang_up(self) -> None:
         self.dead = True
 
-    def expressions(self, variables: Optional[Dict[str, str]] = None) -> Expressions:
+    def expressions(self, variables: Optional[dict[str, str]] = None) -> Expressions:
         return Expressions(self, self.variables if variables is None else variables)
 
-    def shared_store(self, channel: str, create: bool = False) -> Optional[Dict[str, str]]:
+    def shared_store(self, channel: str, create: bool = False) -> Optional[dict[str, str]]:
         """The SHARED() store of ``channel`` ('' = this one); ``None`` when the channel has none
         (unknown channel, or nothing shared on it yet: Asterisk then fails the read)."""
         key = self.uniqueid if channel in ("", self.uniqueid, self.name) else channel
@@ -112,7 +112,7 @@ class AsteriskChannel:
         return self.shared.get(key)
 
 
-def _get_variable(channel: AsteriskChannel, argv: List[str]) -> Optional[str]:
+def _get_variable(channel: AsteriskChannel, argv: list[str]) -> Optional[str]:
     if len(argv) != 3:
         return None
     value = channel.expressions().read(argv[2])
@@ -122,12 +122,12 @@ def _get_variable(channel: AsteriskChannel, argv: List[str]) -> Optional[str]:
     return f"200 result=1 ({clipped.decode('utf-8', 'surrogateescape')})"
 
 
-def _get_full_variable(channel: AsteriskChannel, argv: List[str]) -> Optional[str]:
+def _get_full_variable(channel: AsteriskChannel, argv: list[str]) -> Optional[str]:
     if len(argv) not in (4, 5):
         return None
     target = argv[4] if len(argv) == 5 else channel.name
     if target in (channel.name, channel.uniqueid):
-        variables: Optional[Dict[str, str]] = channel.variables
+        variables: Optional[dict[str, str]] = channel.variables
     else:
         variables = channel.channels.get(target)
     if variables is None:
@@ -135,14 +135,14 @@ def _get_full_variable(channel: AsteriskChannel, argv: List[str]) -> Optional[st
     return f"200 result=1 ({channel.expressions(variables).substitute(argv[3])})"
 
 
-def _set_variable(channel: AsteriskChannel, argv: List[str]) -> Optional[str]:
+def _set_variable(channel: AsteriskChannel, argv: list[str]) -> Optional[str]:
     if len(argv) != 4:
         return None
     channel.expressions().write(argv[2], argv[3])
     return "200 result=1"
 
 
-def _exec(channel: AsteriskChannel, argv: List[str]) -> Optional[str]:
+def _exec(channel: AsteriskChannel, argv: list[str]) -> Optional[str]:
     """res_agi ``handle_exec``: the application by name (any case) with ``argv[2]`` as its data,
     later words ignored; ``result=-2`` when no such application is loaded."""
     if len(argv) < 2:
@@ -166,10 +166,10 @@ def _mset(channel: AsteriskChannel, data: str) -> None:
             channel.expressions().write(name, value)
 
 
-def _standard_app_args(data: str) -> List[str]:
+def _standard_app_args(data: str) -> list[str]:
     """app.c ``__ast_app_separate_args(..., ',', remove_chars=1, ...)``."""
-    args: List[str] = []
-    current: List[str] = []
+    args: list[str] = []
+    current: list[str] = []
     depth = 0
     quoted = escaped = False
     for char in data:
@@ -197,15 +197,15 @@ def _standard_app_args(data: str) -> List[str]:
     return args
 
 
-def _hangup(channel: AsteriskChannel, argv: List[str]) -> Optional[str]:
+def _hangup(channel: AsteriskChannel, argv: list[str]) -> Optional[str]:
     channel.hang_up()
     channel.unsolicited.append("HANGUP")  # res_agi's loop notices the hangup and says so
     return "200 result=1"
 
 
-_Handler = Callable[[AsteriskChannel, List[str]], Optional[str]]
+_Handler = Callable[[AsteriskChannel, list[str]], Optional[str]]
 #: (words, handler, runs on a dead channel) in res_agi's table order
-_COMMANDS: List[Tuple[Tuple[str, ...], _Handler, bool]] = [
+_COMMANDS: list[tuple[tuple[str, ...], _Handler, bool]] = [
     (("answer",), lambda c, a: "200 result=0", False),
     (("channel", "status"), lambda c, a: "200 result=6", False),
     (("exec",), _exec, True),
@@ -218,7 +218,7 @@ _COMMANDS: List[Tuple[Tuple[str, ...], _Handler, bool]] = [
 ]
 
 
-def _find(argv: List[str]) -> Optional[Tuple[str, _Handler, bool]]:
+def _find(argv: list[str]) -> Optional[tuple[str, _Handler, bool]]:
     """res_agi ``find_command(argv, 0)``: every word of the entry must match, case-insensitively."""
     for words, handler, runs_dead in _COMMANDS:
         if len(argv) >= len(words) and all(a.lower() == w for a, w in zip(argv, words)):

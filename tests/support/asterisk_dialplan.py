@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING, Dict, Optional
+from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     from tests.support.asterisk_channel import AsteriskChannel
@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 class Expressions:
     """Reads, substitutes and writes names on one channel (``variables``: whose ``${VAR}``)."""
 
-    def __init__(self, channel: "AsteriskChannel", variables: Dict[str, str]) -> None:
+    def __init__(self, channel: AsteriskChannel, variables: dict[str, str]) -> None:
         self._channel = channel
         self._variables = variables
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, List, Tuple
 
 import aio_pika
 
@@ -38,7 +38,7 @@ async def broker_started() -> None:
     )
 
 
-async def take_all(amqp_url: str, queue: str, delete: bool = True) -> List[Tuple[str, bytes]]:
+async def take_all(amqp_url: str, queue: str, delete: bool = True) -> list[tuple[str, bytes]]:
     """Every message in ``queue`` as (message_id, body), in queue order; the queue is then deleted.
 
     Each message's AMQP properties are checked against docs/asyncapi.yaml (the queue is named after
@@ -47,7 +47,7 @@ async def take_all(amqp_url: str, queue: str, delete: bool = True) -> List[Tuple
     try:
         channel = await connection.channel()
         found = await channel.declare_queue(queue, passive=True)
-        messages: List[Tuple[str, bytes]] = []
+        messages: list[tuple[str, bytes]] = []
         while True:
             message = await found.get(no_ack=True, fail=False)
             if message is None:
@@ -62,6 +62,6 @@ async def take_all(amqp_url: str, queue: str, delete: bool = True) -> List[Tuple
         await connection.close()
 
 
-def first_seen(ids: List[str]) -> List[str]:
+def first_seen(ids: list[str]) -> list[str]:
     """Ids in the order of their first delivery (a redelivery keeps its first place)."""
     return list(dict.fromkeys(ids))

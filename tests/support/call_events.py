@@ -25,14 +25,14 @@ SEED_VALUES = CallValues(
     agi_channel="PJSIP/1001-000000ce",
 )
 SEED_JSON = (
-    '{"timestamp": "2025-07-19T04:31:21.262589", "call_id": "1752899481.313", "direction": "inbound", '
-    '"customer_id": "11223344", "trunk": "0866801898", "unique_id": "1752899481.313", '
-    '"phone_number": "84912406496", "linked_id": "1752899481.313", "call_status": "ringing", '
-    '"queue_name": "ky_thuat", "bill_sec": "0", "duration": "0", "start_time": "2025-07-19 11:31:21", '
-    '"answer_time": "", "end_time": "", "agent_exten": "1001", "agent_account": "dh02", "dial_mode": "", '
-    '"channel": "PJSIP/1001-000000ce", '
-    '"metrics": {"ivr": 0, "ring": 1, "queue": 1, "answer": 0, "inbound": 1, "outbound": 0, "internal": 0}}'
-).encode()
+    b'{"timestamp": "2025-07-19T04:31:21.262589", "call_id": "1752899481.313", "direction": "inbound", '
+    b'"customer_id": "11223344", "trunk": "0866801898", "unique_id": "1752899481.313", '
+    b'"phone_number": "84912406496", "linked_id": "1752899481.313", "call_status": "ringing", '
+    b'"queue_name": "ky_thuat", "bill_sec": "0", "duration": "0", "start_time": "2025-07-19 11:31:21", '
+    b'"answer_time": "", "end_time": "", "agent_exten": "1001", "agent_account": "dh02", "dial_mode": "", '
+    b'"channel": "PJSIP/1001-000000ce", '
+    b'"metrics": {"ivr": 0, "ring": 1, "queue": 1, "answer": 0, "inbound": 1, "outbound": 0, "internal": 0}}'
+)
 
 
 @dataclass

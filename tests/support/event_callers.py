@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import List, Set
 
 from callflow.adapters.redis_client import make_redis_client
 from tests.support.fake_asterisk import call
@@ -20,11 +19,11 @@ class EventCallers:
         self.customer = customer
         self.parallel = parallel
         self.port = 0
-        self.acknowledged: Set[str] = set()
+        self.acknowledged: set[str] = set()
         self.not_ok = 0
         self._n = 0
         self._running = False
-        self._tasks: List["asyncio.Future[None]"] = []
+        self._tasks: list[asyncio.Future[None]] = []
 
     def start(self, port: int) -> None:
         self.port, self._running = port, True

@@ -3,7 +3,7 @@ and the in-memory stats adapter noting when it is written (or failing like a Red
 from __future__ import annotations
 
 import asyncio
-from typing import List, Optional
+from typing import Optional
 
 from callflow.adapters.in_memory_call_stats import InMemoryCallStats
 from callflow.domain.envelope import EventEnvelope
@@ -13,14 +13,14 @@ from callflow.service_layer.ports import CallStatsUnavailable, DeliveryRefused
 class RecordingDelivery:
     """An EventDelivery that keeps every envelope; ``journal`` gets "custody" as each is taken."""
 
-    def __init__(self, journal: Optional[List[str]] = None, confirm: bool = True, refuse: Optional[str] = None,
+    def __init__(self, journal: Optional[list[str]] = None, confirm: bool = True, refuse: Optional[str] = None,
                  hang_before_custody: bool = False) -> None:
-        self.taken: List[EventEnvelope] = []
-        self.waits: List[float] = []
+        self.taken: list[EventEnvelope] = []
+        self.waits: list[float] = []
         self._journal = journal if journal is not None else []
         self._confirm, self._refuse, self._hang = confirm, refuse, hang_before_custody
 
-    async def store(self, envelope: EventEnvelope, wait_s: float) -> "Taken":
+    async def store(self, envelope: EventEnvelope, wait_s: float) -> Taken:
         if self._hang:
             await asyncio.Event().wait()
         if self._refuse:
@@ -44,7 +44,7 @@ class Taken:
 class JournalingStats(InMemoryCallStats):
     """The in-memory CallStats noting "stats" in ``journal`` when written; ``down`` fails every write."""
 
-    def __init__(self, journal: Optional[List[str]] = None, down: bool = False) -> None:
+    def __init__(self, journal: Optional[list[str]] = None, down: bool = False) -> None:
         super().__init__(ttl_s=86400)
         self._journal = journal if journal is not None else []
         self._down = down

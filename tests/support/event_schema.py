@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator
@@ -21,20 +21,20 @@ from jsonschema import Draft202012Validator
 ASYNCAPI = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
 
 
-@lru_cache(maxsize=None)
-def event_schema() -> Dict[str, Any]:
+@cache
+def event_schema() -> dict[str, Any]:
     """The schema shipped in the package (identical to ``docs/event.schema.json``)."""
     return json.loads(resources.files("callflow").joinpath("event.schema.json").read_text("utf-8"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(definition: str) -> Draft202012Validator:
     schema = dict(event_schema(), **{"$ref": f"#/$defs/{definition}"})
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
-def _check(body: bytes, definition: str) -> Dict[str, Any]:
+def _check(body: bytes, definition: str) -> dict[str, Any]:
     parsed = json.loads(body.decode("utf-8"))
     errors = sorted(_validator(definition).iter_errors(parsed), key=lambda e: list(e.path))
     assert not errors, "; ".join(f"{'/'.join(map(str, e.path)) or '<root>'}: {e.message}" for e in errors)
@@ -43,7 +43,7 @@ def _check(body: bytes, definition: str) -> Dict[str, Any]:
     return parsed
 
 
-def check_event(body: bytes) -> Dict[str, Any]:
+def check_event(body: bytes) -> dict[str, Any]:
     """``body`` is a call event: valid, and its fields (and metrics) in the contract's order."""
     parsed = _check(body, "event")
     expected_metrics = event_schema()["$defs"]["metrics"]["required"]
@@ -51,17 +51,17 @@ def check_event(body: bytes) -> Dict[str, Any]:
     return parsed
 
 
-def check_invalid_event(body: bytes) -> Dict[str, Any]:
+def check_invalid_event(body: bytes) -> dict[str, Any]:
     """``body`` is an invalid-event report (routing key ``call.events.invalid``)."""
     return _check(body, "invalidEvent")
 
 
-@lru_cache(maxsize=None)
-def asyncapi() -> Dict[str, Any]:
+@cache
+def asyncapi() -> dict[str, Any]:
     return yaml.safe_load(ASYNCAPI.read_text("utf-8"))
 
 
-def resolve(ref: str) -> Dict[str, Any]:
+def resolve(ref: str) -> dict[str, Any]:
     """A local ``#/a/b`` reference of the AsyncAPI document, followed until it is no reference."""
     assert ref.startswith("#/"), ref
     found: Any = asyncapi()
@@ -70,8 +70,8 @@ def resolve(ref: str) -> Dict[str, Any]:
     return resolve(found["$ref"]) if "$ref" in found else found
 
 
-@lru_cache(maxsize=None)
-def _published_channels() -> List[Tuple["re.Pattern[str]", Dict[str, Any]]]:
+@cache
+def _published_channels() -> list[tuple[re.Pattern[str], dict[str, Any]]]:
     """(address pattern, message) of each channel callflow sends to; addresses without parameters
     first, so ``call.events.invalid`` is the invalid-event channel, not a customer named invalid."""
     channels = []
@@ -85,7 +85,7 @@ def _published_channels() -> List[Tuple["re.Pattern[str]", Dict[str, Any]]]:
     return sorted(channels, key=lambda pair: "+" in pair[0].pattern)
 
 
-def message_for(routing_key: str) -> Dict[str, Any]:
+def message_for(routing_key: str) -> dict[str, Any]:
     """The AsyncAPI message a routing key carries (AssertionError when no channel has that address)."""
     for pattern, message in _published_channels():
         if pattern.match(routing_key):
@@ -93,7 +93,7 @@ def message_for(routing_key: str) -> Dict[str, Any]:
     raise AssertionError(f"no channel of docs/asyncapi.yaml has the address {routing_key!r}")
 
 
-def check_message(routing_key: str, body: bytes) -> Dict[str, Any]:
+def check_message(routing_key: str, body: bytes) -> dict[str, Any]:
     """The body checked against the payload docs/asyncapi.yaml gives the routing key's channel."""
     ref = message_for(routing_key)["payload"]["schema"]["$ref"]
     document, _, pointer = ref.partition("#/$defs/")
@@ -101,7 +101,7 @@ def check_message(routing_key: str, body: bytes) -> Dict[str, Any]:
     return check_event(body) if pointer == "event" else _check(body, pointer)
 
 
-def check_properties(routing_key: str, properties: Dict[str, Any]) -> None:
+def check_properties(routing_key: str, properties: dict[str, Any]) -> None:
     """The AMQP properties of a message against the headers of its channel's message."""
     schema = dict(message_for(routing_key)["headers"])
     if "$ref" in schema:

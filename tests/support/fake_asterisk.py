@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Collection, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Optional, Union
 
 from tests.support.asterisk_channel import AsteriskChannel
 from tests.support.fake_asterisk_wire import Wire, header_block
@@ -30,7 +31,7 @@ HeaderValue = Union[str, bytes, None]
 
 
 def default_env(route: str, host: str, port: int, uniqueid: str, channel: str,
-                callerid: str) -> Dict[str, HeaderValue]:
+                callerid: str) -> dict[str, HeaderValue]:
     """The ``agi_*`` block Asterisk 22 sends, in its order (values like the transcripts)."""
     return {
         "agi_network": "yes", "agi_network_script": route, "agi_request": f"agi://{host}:{port}/{route}",
@@ -82,9 +83,9 @@ class FakeCall:
 class FakeCallResult:
     """What Asterisk saw: the channel afterwards, the commands, who closed, how long it took."""
 
-    variables: Dict[str, str]
-    shared: Dict[str, Dict[str, str]]
-    commands: List[str]
+    variables: dict[str, str]
+    shared: dict[str, dict[str, str]]
+    commands: list[str]
     closed_by_server: bool
     duration: float
     received: bytes  # every byte the server sent

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, List, Mapping, Optional, Union
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Optional, Union
 
 from tests.support.asterisk_channel import AsteriskChannel
 
@@ -23,10 +24,10 @@ def header_block(env: Mapping[str, Union[str, bytes, None]]) -> bytes:
 class Wire:
     """Plays Asterisk's side of one connection for ``FakeCall`` ``spec`` on ``channel``."""
 
-    def __init__(self, spec: "FakeCall", channel: AsteriskChannel) -> None:
+    def __init__(self, spec: FakeCall, channel: AsteriskChannel) -> None:
         self.spec = spec
         self.channel = channel
-        self.commands: List[str] = []
+        self.commands: list[str] = []
         self.received = bytearray()
         self.closed_by_server = False
         self._writer: Optional[asyncio.StreamWriter] = None
@@ -91,8 +92,8 @@ class Wire:
                 await asyncio.sleep(delay)
             self._write(self._reply(number, command))
 
-    def _reply(self, number: int, command: str) -> List[str]:
-        lines: List[str] = []
+    def _reply(self, number: int, command: str) -> list[str]:
+        lines: list[str] = []
         if number in self.spec.hangup_before_reply and not self.channel.dead:
             self.channel.hang_up()
             lines.append("HANGUP")
@@ -109,7 +110,7 @@ class Wire:
             self.channel.hang_up()
             self._write(self._hangup_lines())
 
-    def _hangup_lines(self) -> List[str]:
+    def _hangup_lines(self) -> list[str]:
         if not self.spec.exit_on_hangup:
             return ["HANGUP"]
         asyncio.get_running_loop().call_soon(self._close)  # res_agi leaves its loop: HANGUP twice, close
@@ -120,7 +121,7 @@ class Wire:
         if self._writer is not None:
             self._writer.close()
 
-    def _write(self, lines: List[str]) -> None:
+    def _write(self, lines: list[str]) -> None:
         assert self._writer is not None
         if lines and not self._writer.is_closing():
             self._writer.write("".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape"))

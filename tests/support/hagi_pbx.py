@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 ASTERISK = Path("/opt/asterisk/sbin/asterisk")
 MODULES = ("res_speech", "res_agi", "pbx_config", "pbx_spool", "func_env", "func_strings", "func_logic",
@@ -49,7 +48,7 @@ def install_if_missing() -> str:
 
 
 class Dnsmasq:
-    def __init__(self, workdir: Path, name: str, targets: List[Tuple[int, int, int]]) -> None:
+    def __init__(self, workdir: Path, name: str, targets: list[tuple[int, int, int]]) -> None:
         """``targets``: (port, priority, weight) of 127.0.0.1 for ``_agi._tcp.NAME``."""
         records = [f"--srv-host=_agi._tcp.{name},127.0.0.1,{port},{priority},{weight}"
                    for port, priority, weight in targets]
@@ -57,7 +56,7 @@ class Dnsmasq:
                       "--bind-interfaces", "--no-resolv", "--no-hosts", f"--pid-file={workdir / 'dnsmasq.pid'}",
                       "--log-facility=-", *records]
         self._log = open(workdir / "dnsmasq.log", "wb")
-        self._process: "subprocess.Popen[bytes]" = subprocess.Popen(self._argv, stdout=self._log, stderr=self._log)
+        self._process: subprocess.Popen[bytes] = subprocess.Popen(self._argv, stdout=self._log, stderr=self._log)
         time.sleep(0.3)
         if self._process.poll() is not None:
             raise RuntimeError(f"dnsmasq did not start: {(workdir / 'dnsmasq.log').read_text()}")
@@ -76,7 +75,9 @@ exten => s,1,Answer(,i)
  same => n,Set(CALLFLOW_STATUS=)
  same => n,Set(PHONE_POLICY=)
  same => n,AGI({url}/checkphone,0912406496)
- same => n,Set(FILE({results}/${{UNIQUEID}})=${{STARTED}} ${{STRFTIME(,,%s.%6q)}} ${{AGISTATUS}} ${{IF($["${{CALLFLOW_STATUS}}" = ""]?-:${{CALLFLOW_STATUS}})}} ${{IF($["${{PHONE_POLICY}}" = ""]?-:${{PHONE_POLICY}})}})
+ same => n,Set(STATUS=${{IF($["${{CALLFLOW_STATUS}}" = ""]?-:${{CALLFLOW_STATUS}})}})
+ same => n,Set(POLICY=${{IF($["${{PHONE_POLICY}}" = ""]?-:${{PHONE_POLICY}})}})
+ same => n,Set(FILE({results}/${{UNIQUEID}})=${{STARTED}} ${{STRFTIME(,,%s.%6q)}} ${{AGISTATUS}} ${{STATUS}} ${{POLICY}})
  same => n,Hangup()
 """
 
@@ -113,7 +114,7 @@ class Pbx:
         script = (f"mount --bind {resolv} /etc/resolv.conf && "
                   f"exec {ASTERISK} -C {self.conf} -f -n")
         self._out = open(workdir / "asterisk.out", "wb")
-        self._process: "subprocess.Popen[bytes]" = subprocess.Popen(
+        self._process: subprocess.Popen[bytes] = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
             stdout=self._out, stderr=self._out, stdin=subprocess.DEVNULL)
         self._seq = 0
@@ -137,7 +138,7 @@ class Pbx:
         staged.write_text("Channel: Local/s@hagi-test/n\nApplication: Wait\nData: 1\n")
         os.rename(staged, self.outgoing / staged.name)
 
-    def outcomes(self) -> Dict[str, Tuple[float, float, str, str, str]]:
+    def outcomes(self) -> dict[str, tuple[float, float, str, str, str]]:
         """{unique id: (started, ended, AGISTATUS, CALLFLOW_STATUS or -, PHONE_POLICY or -)}."""
         found = {}
         for path in self.results.iterdir():

@@ -28,7 +28,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Dict, List, Optional, Tuple
+from typing import Optional
 
 import aio_pika
 import redis
@@ -61,15 +61,15 @@ class Smoke:
         self.image = image
         tag = f"{os.getpid()}-{random.randrange(10**6)}"
         self.volume = f"callflow-smoke-{tag}"
-        self.containers: List[str] = []
+        self.containers: list[str] = []
         self.tag = tag
-        self.customers: List[str] = []
+        self.customers: list[str] = []
         self.blacklisted = f"09{random.randrange(10**8):08d}"  # national form; stored as 84...
-        self.timings: List[Tuple[str, float]] = []
+        self.timings: list[tuple[str, float]] = []
         self.store = redis.Redis.from_url(REDIS_URL)
 
     # --- containers
-    def start(self, name: str, amqp_url: str) -> Tuple[str, int, int]:
+    def start(self, name: str, amqp_url: str) -> tuple[str, int, int]:
         agi_port, http_port = free_port(), free_port()
         container = f"callflow-smoke-{name}-{self.tag}"
         docker("run", "-d", "--name", container, "--network", "host",
@@ -81,7 +81,7 @@ class Smoke:
         self.containers.append(container)
         return container, agi_port, http_port
 
-    def state(self, container: str) -> Dict[str, object]:
+    def state(self, container: str) -> dict[str, object]:
         return json.loads(docker("inspect", "-f", "{{json .State}}", container))
 
     async def wait_healthy(self, container: str, timeout_s: float = 90) -> None:
@@ -115,7 +115,7 @@ class Smoke:
         return int(done)
 
     # --- calls
-    async def event(self, port: int, customer: str, **faults: object) -> Tuple[str, Optional[str]]:
+    async def event(self, port: int, customer: str, **faults: object) -> tuple[str, Optional[str]]:
         call_id = f"{int(time.time())}.{random.randrange(10**6)}"
         result = await call(HOST, port, route="event", uniqueid=call_id, variables={
             "CALL_ID": call_id, "CUSTOMER_ID": customer, "CALL_STATUS": "ringing", "DIRECTION": "inbound",
@@ -125,7 +125,7 @@ class Smoke:
                   f"{result.duration:.2f} s", file=sys.stderr)
         return call_id, result.status
 
-    async def delivered(self, customer: str, call_ids: List[str], timeout_s: float = 60) -> List[str]:
+    async def delivered(self, customer: str, call_ids: list[str], timeout_s: float = 60) -> list[str]:
         """The message ids of ``call_ids``' events once all are on the customer's queue (then deleted)."""
         queue = routing_key_for(customer)
         deadline = time.monotonic() + timeout_s
@@ -251,7 +251,7 @@ class Smoke:
             self.store.delete(f"stats:calls:{customer}:ringing")
 
 
-async def main(argv: Optional[List[str]] = None) -> int:
+async def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default="callflow:smoke")
     args = parser.parse_args(argv)

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Optional
 
 # AMQP ports BASE+1..BASE+3, distribution ports BASE+11..BASE+13 (the range 24500-24999 is kept for them)
 BASE_PORT = int(os.environ.get("CALLFLOW_TEST_RABBIT_CLUSTER_BASE_PORT", "24500"))
@@ -37,7 +37,7 @@ class ClusterNode:
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/"
 
-    def env(self) -> Dict[str, str]:
+    def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             RABBITMQ_NODENAME=self.node,
@@ -70,10 +70,10 @@ class RabbitCluster:
             raise RuntimeError("rabbitmq-server is not installed (scripts/services installs it)")
         self.root = Path(tempfile.mkdtemp(prefix="callflow-rabbit-cluster-"))
         os.chmod(self.root, 0o755)
-        self.nodes: List[ClusterNode] = [ClusterNode(n, i, self.root) for i, n in enumerate(NODE_NAMES)]
+        self.nodes: list[ClusterNode] = [ClusterNode(n, i, self.root) for i, n in enumerate(NODE_NAMES)]
 
     @property
-    def urls(self) -> List[str]:
+    def urls(self) -> list[str]:
         return [node.url for node in self.nodes]
 
     def node(self, node: str) -> ClusterNode:
@@ -191,7 +191,7 @@ def _runs(node: ClusterNode) -> bool:
         return False
 
 
-def _run(command: List[str], timeout: float) -> str:
+def _run(command: list[str], timeout: float) -> str:
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise subprocess.CalledProcessError(done.returncode, command, done.stdout, done.stderr)

@@ -15,8 +15,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Optional
 
 import aio_pika
 import pytest
@@ -60,7 +61,7 @@ class CallflowProcess:
             CALLFLOW_LOG_FORMAT="json", CALLFLOW_LOG_LEVEL="INFO",
         )
         env.update({f"CALLFLOW_{k.upper()}": v for k, v in settings.items()})
-        self.log: List[dict] = []
+        self.log: list[dict] = []
         self.agi_port = 0
         self.process = subprocess.Popen(
             [sys.executable, "-m", "callflow", "serve"], cwd=str(directory), env=env,
@@ -89,7 +90,7 @@ class CallflowProcess:
     def agi_url(self) -> str:
         return f"agi://127.0.0.1:{self.agi_port}"
 
-    def sessions(self, route: str) -> List[dict]:
+    def sessions(self, route: str) -> list[dict]:
         """The summary lines of finished sessions of ``route``."""
         return [line for line in self.log if line.get("event") == "agi session" and line.get("route") == route]
 
@@ -113,7 +114,7 @@ def callflow_server(tmp_path_factory) -> Iterator[CallflowProcess]:
         server.stop()
 
 
-async def wait_for_messages(queue: str, count: int, timeout_s: float = 60.0) -> List[Tuple[str, bytes]]:
+async def wait_for_messages(queue: str, count: int, timeout_s: float = 60.0) -> list[tuple[str, bytes]]:
     """The queue's messages once ``count`` are there (the queue is then deleted). Other suites on
     this machine stop the broker now and then: that only delays a message, so it is waited out."""
     deadline = time.monotonic() + timeout_s
@@ -134,5 +135,5 @@ def in_thread(function, *args):  # type: ignore[no-untyped-def]
     return asyncio.get_running_loop().run_in_executor(None, function, *args)
 
 
-def reported(report: Dict[str, str], *names: str) -> List[Optional[str]]:
+def reported(report: dict[str, str], *names: str) -> list[Optional[str]]:
     return [report.get(name) for name in names]

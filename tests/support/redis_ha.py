@@ -20,8 +20,9 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Optional
 
 import pytest
 import redis
@@ -49,9 +50,9 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def cluster_ports(count: int) -> List[int]:
+def cluster_ports(count: int) -> list[int]:
     """``count`` ports of ``CLUSTER_PORTS`` free now, each with its bus port (+10000) free too."""
-    first, last = (int(part) for part in os.environ.get("CALLFLOW_TEST_CLUSTER_PORTS", "%d-%d" % CLUSTER_PORTS)
+    first, last = (int(part) for part in os.environ.get("CALLFLOW_TEST_CLUSTER_PORTS", "{}-{}".format(*CLUSTER_PORTS))
                    .split("-"))
     candidates = list(range(first, last + 1))
     random.shuffle(candidates)  # two runs at once rarely pick the same ports
@@ -71,9 +72,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def _distinct_free_ports(count: int) -> List[int]:
+def _distinct_free_ports(count: int) -> list[int]:
     """``count`` different free ports (the kernel may hand out the same free port twice in a row)."""
-    ports: List[int] = []
+    ports: list[int] = []
     while len(ports) < count:
         port = free_port()
         if port not in ports:
@@ -121,9 +122,9 @@ class _Nodes:
 
     def __init__(self, prefix: str) -> None:
         self.root = Path(tempfile.mkdtemp(prefix=prefix))
-        self.processes: Dict[int, subprocess.Popen] = {}
+        self.processes: dict[int, subprocess.Popen] = {}
 
-    def start(self, port: int, lines: List[str], *extra: str) -> None:
+    def start(self, port: int, lines: list[str], *extra: str) -> None:
         directory = self.root / str(port)
         directory.mkdir()
         config = directory / "redis.conf"
@@ -194,7 +195,7 @@ class SentinelGroup:
                 return False
         return True
 
-    def master_address(self) -> Tuple[str, int]:
+    def master_address(self) -> tuple[str, int]:
         """The master as the first sentinel that answers sees it now."""
         for port in self.sentinel_ports:
             try:
@@ -280,11 +281,11 @@ class RedisClusterGroup:
                 return False
         return True
 
-    def client(self) -> "redis.RedisCluster":
+    def client(self) -> redis.RedisCluster:
         live = next(port for port in self.ports if port in self._nodes.processes)
         return redis.RedisCluster(host="127.0.0.1", port=live, decode_responses=True, socket_timeout=2)
 
-    def master_ports(self) -> List[int]:
+    def master_ports(self) -> list[int]:
         """The ports of the nodes that serve slots now."""
         with self.client() as cluster:
             return sorted(int(node.port) for node in cluster.get_primaries())

@@ -1,8 +1,8 @@
 """The server as ``callflow serve`` builds it, for integration tests: container, route table, port 0."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 from callflow.config import Settings
 from callflow.containers import build_application

@@ -14,10 +14,9 @@ import selectors
 import socket
 import sys
 import time
-from typing import Tuple
 
 
-def _connect(address: Tuple[str, int]) -> socket.socket:
+def _connect(address: tuple[str, int]) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setblocking(False)
     code = sock.connect_ex(address)

@@ -6,7 +6,7 @@ client that comes back is served again; ``close()`` stops listening too.
 from __future__ import annotations
 
 import asyncio
-from typing import List, Optional, Set
+from typing import Optional
 
 from tests.support.redis_process import free_port
 
@@ -16,8 +16,8 @@ class TcpProxy:
         self.port = free_port()
         self._target = (target_host, target_port)
         self._server: Optional[asyncio.AbstractServer] = None
-        self._writers: Set[asyncio.StreamWriter] = set()
-        self._pumps: List["asyncio.Future[None]"] = []
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._pumps: list[asyncio.Future[None]] = []
         self.accepted = 0
 
     async def start(self) -> None:

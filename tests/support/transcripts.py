@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 DIRECTORY = Path(__file__).with_name("transcripts")
 SESSIONS = (
@@ -26,7 +25,7 @@ class Step:
     data: bytes
 
 
-def steps(name: str) -> List[Step]:
+def steps(name: str) -> list[Step]:
     result = []
     for line in (DIRECTORY / f"{name}.txt").read_text("utf-8").splitlines():
         parts = line.split(None, 2)
@@ -47,7 +46,7 @@ def header(name: str) -> bytes:
     return data
 
 
-def header_env(name: str) -> Dict[str, str]:
+def header_env(name: str) -> dict[str, str]:
     env = {}
     for line in header(name).decode("utf-8").splitlines():
         if line:
@@ -56,9 +55,9 @@ def header_env(name: str) -> Dict[str, str]:
     return env
 
 
-def exchanges(name: str) -> List[Tuple[bytes, bytes]]:
+def exchanges(name: str) -> list[tuple[bytes, bytes]]:
     """``[(command sent, bytes Asterisk answered before the next command or note)]``."""
-    pairs: List[Tuple[bytes, bytes]] = []
+    pairs: list[tuple[bytes, bytes]] = []
     open_exchange = False
     for step in steps(name):
         if step.direction == ">>":
@@ -87,7 +86,7 @@ _PROBE_SHARED = {"ANSWER_TIME": "1767225600", "AGENT_EXTEN": "1001", "AGENT_ACCO
 _VARIABLES = {"probe_get_set_invalid": _PROBE_VARIABLES, "hangup_command": {"CALL_STATUS": "answered"}}
 
 
-def channel_state(name: str) -> Dict[str, object]:
+def channel_state(name: str) -> dict[str, object]:
     """Keyword arguments for ``AsteriskChannel`` / ``FakeCall`` reproducing recording ``name``."""
     env = header_env(name)
     uniqueid = env["agi_uniqueid"]

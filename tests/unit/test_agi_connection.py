@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import List, Optional
+from typing import Optional
 
 import pytest
 
@@ -19,7 +19,7 @@ class Transport(asyncio.Transport):
 
     def __init__(self) -> None:
         super().__init__()
-        self.written: List[bytes] = []
+        self.written: list[bytes] = []
         self.closed = False
 
     def write(self, data: bytes) -> None:
@@ -38,8 +38,8 @@ class Owner:
     """The server's side: admits everyone, keeps the header blocks and the released connections."""
 
     def __init__(self) -> None:
-        self.headers: List[bytes] = []
-        self.released: List[AgiConnection] = []
+        self.headers: list[bytes] = []
+        self.released: list[AgiConnection] = []
 
     def admit(self, connection: AgiConnection, peername: object) -> Optional[bool]:
         return True
@@ -51,9 +51,9 @@ class Owner:
         self.released.append(connection)
 
 
-def connect(limits: AgiLimits = AgiLimits()) -> "tuple[AgiConnection, Transport, Owner]":
+def connect(limits: Optional[AgiLimits] = None) -> tuple[AgiConnection, Transport, Owner]:
     owner, transport = Owner(), Transport()
-    connection = AgiConnection(owner, limits)
+    connection = AgiConnection(owner, limits or AgiLimits())
     connection.connection_made(transport)
     return connection, transport, owner
 

@@ -1,7 +1,7 @@
 """Properties of the FastAGI wire format: replies never shift, quoting always round-trips."""
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Optional
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,7 +15,7 @@ extra_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_chara
 
 
 @st.composite
-def final_reply(draw) -> Tuple[List[str], Tuple[int, Optional[str], Optional[str]]]:
+def final_reply(draw) -> tuple[list[str], tuple[int, Optional[str], Optional[str]]]:
     """Lines of one final reply (one line, or a 520 usage block) and what it must parse to."""
     kind = draw(st.sampled_from(["data", "plain", "error", "usage"]))
     if kind == "data":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
 from jsonschema import Draft7Validator
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SPEC_SCHEMA = ROOT / "tests" / "data" / "asyncapi" / "asyncapi-3.0.0.schema.json"
 
 
-def spec_errors(document: Dict[str, Any]) -> List[str]:
+def spec_errors(document: dict[str, Any]) -> list[str]:
     schema = json.loads(SPEC_SCHEMA.read_text("utf-8"))
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in Draft7Validator(schema).iter_errors(document)]
 
@@ -106,7 +106,7 @@ def test_the_examples_follow_the_contract() -> None:
     ({"message_id": "0b8e6c52-3f1a-5d4e-9a2b-7c1d0e9f8a6b", "content_type": "text/plain",
       "delivery_mode": 2}, "application/json"),
 ])
-def test_properties_outside_the_contract_are_reported(properties: Dict[str, Any], complaint: str) -> None:
+def test_properties_outside_the_contract_are_reported(properties: dict[str, Any], complaint: str) -> None:
     with pytest.raises(AssertionError, match=complaint):
         check_properties("call.events.11223344", properties)
 

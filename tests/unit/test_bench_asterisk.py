@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import ast
-import random
 import base64
+import random
 from pathlib import Path
-from typing import List, Tuple
 
 import pytest
 
@@ -27,9 +26,9 @@ def probe_channel() -> Channel:
     return Channel("Local/s@e2e-0000000b;2", "1795681632.23", variables, shared)
 
 
-def exchanges(path: Path) -> List[Tuple[bytes, bytes]]:
+def exchanges(path: Path) -> list[tuple[bytes, bytes]]:
     """(command sent, everything Asterisk answered before the next command) from a transcript."""
-    pairs: List[Tuple[bytes, bytes]] = []
+    pairs: list[tuple[bytes, bytes]] = []
     for line in path.read_text().splitlines():
         parts = line.split(None, 2)
         if len(parts) == 3 and parts[1] == ">>":

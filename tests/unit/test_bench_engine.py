@@ -4,8 +4,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from collections.abc import Iterator
 from time import perf_counter
-from typing import Iterator, Tuple
 
 import pytest
 
@@ -29,7 +29,7 @@ def floor_port() -> Iterator[int]:
 
 
 def load(port: int, route: str = "checkphone", floor: bool = True, delay_s: float = 0.0,
-         timeout_s: float = 5.0, callers: int = 4, seconds: float = 0.3) -> Tuple[Engine, Bucket]:
+         timeout_s: float = 5.0, callers: int = 4, seconds: float = 0.3) -> tuple[Engine, Bucket]:
     engine = Engine("127.0.0.1", port, build_scenario(route, "127.0.0.1", port, floor=floor), delay_s, timeout_s)
     engine.bucket = bucket = Bucket(route, deadline_s=0.5)
     engine.closed_loop(callers, perf_counter() + seconds)

@@ -15,7 +15,13 @@ from callflow.domain.call_times import TIMESTAMP_FORMAT, WALL_CLOCK_FORMAT, utc_
 from callflow.domain.envelope import _MESSAGE_ID_NAMESPACE, EventEnvelope
 from callflow.domain.errors import InvalidEvent
 from tests.support.call_events import (
-    SEED_JSON, SEED_NOW, SEED_VALUES, ZONE, make_factory, moments, valid_call_values,
+    SEED_JSON,
+    SEED_NOW,
+    SEED_VALUES,
+    ZONE,
+    make_factory,
+    moments,
+    valid_call_values,
 )
 from tests.support.event_schema import check_event
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import pytest
 
@@ -28,14 +29,14 @@ class ScriptedSession(ScriptedSessionBase):
             self.env["agi_callerid"] = callerid
         self.route, self.query, self.args, self.peer = "checkphone", {}, list(args), "127.0.0.1:1"
         self._remaining = remaining_s
-        self.sets: List[tuple] = []
+        self.sets: list[tuple] = []
 
     async def set_variable(self, name: str, value: str) -> bool:
         self.sets.append((name, value))
         return True
 
     @property
-    def variables(self) -> Dict[str, str]:
+    def variables(self) -> dict[str, str]:
         return dict(self.sets)
 
 
@@ -65,7 +66,7 @@ async def test_agi_arg_1_is_checked_rather_than_the_caller_id() -> None:
 
 
 @pytest.mark.parametrize("args", [[], [""], ["   "]])
-async def test_a_missing_or_blank_argument_falls_back_to_the_caller_id(args: List[str]) -> None:
+async def test_a_missing_or_blank_argument_falls_back_to_the_caller_id(args: list[str]) -> None:
     """No agi_arg_1, or a blank one (an empty ${CALLERID(num)}): agi_callerid is checked."""
     lists = RecordingLists()
     await lists.blacklist_add(["0912406496"], 86400)

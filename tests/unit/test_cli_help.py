@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Iterator, List, Tuple
+from collections.abc import Iterator
 
 import pytest
 
 from callflow.entrypoints.cli import build_parser, main
 
 
-def verbs(parser: argparse.ArgumentParser, path: Tuple[str, ...] = ()) -> Iterator[Tuple[str, ...]]:
+def verbs(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     """Every command path of the parser tree: ("config",), ("config", "show"), ..."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -18,7 +18,7 @@ def verbs(parser: argparse.ArgumentParser, path: Tuple[str, ...] = ()) -> Iterat
                 yield from verbs(sub, path + (name,))
 
 
-ALL_VERBS: List[Tuple[str, ...]] = list(verbs(build_parser()))
+ALL_VERBS: list[tuple[str, ...]] = list(verbs(build_parser()))
 
 
 def test_the_cli_has_the_operator_verbs() -> None:
@@ -28,7 +28,7 @@ def test_the_cli_has_the_operator_verbs() -> None:
 
 
 @pytest.mark.parametrize("path", ALL_VERBS, ids=" ".join)
-def test_help_on_every_verb(path: Tuple[str, ...], capsys) -> None:
+def test_help_on_every_verb(path: tuple[str, ...], capsys) -> None:
     """``callflow <verb> --help`` prints a usage line naming the verb and exits 0."""
     with pytest.raises(SystemExit) as exit_info:
         main([*path, "--help"])

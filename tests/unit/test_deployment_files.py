@@ -7,7 +7,6 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 import pytest
 
@@ -20,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SETTING_NAMES = {f"CALLFLOW_{name.upper()}" for name in Settings.model_fields}
 
 
-def dockerfile() -> List[Tuple[str, str]]:
+def dockerfile() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
     text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text(encoding="utf-8"))
     pairs = []
@@ -32,8 +31,8 @@ def dockerfile() -> List[Tuple[str, str]]:
     return pairs
 
 
-def docker_env() -> Dict[str, str]:
-    env: Dict[str, str] = {}
+def docker_env() -> dict[str, str]:
+    env: dict[str, str] = {}
     for instruction, rest in dockerfile():
         if instruction == "ENV":
             env.update(dict(re.findall(r"(\w+)=(\S+)", rest)))
@@ -68,7 +67,7 @@ def test_image_listens_everywhere_and_keeps_data_and_logs_in_volumes() -> None:
                        "PIP_DISABLE_PIP_VERSION_CHECK", "PATH"} <= SETTING_NAMES
 
 
-def healthcheck_command() -> List[str]:
+def healthcheck_command() -> list[str]:
     rest = next(rest for i, rest in dockerfile() if i == "HEALTHCHECK")
     return json.loads(rest[rest.index("CMD") + 3:].strip())
 

@@ -5,7 +5,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Tuple
 
 import pytest
 
@@ -29,7 +28,7 @@ _ISSUE = re.compile(r"^\S+:\d+ ([EWH]_[A-Z_]+):", re.MULTILINE)
 _LINT = "import os, sys; from asterisklint.main import main; sys.exit(main(sys.argv[1:], os.environ))"
 
 
-def lint(path: Path) -> Tuple[int, List[str], str]:
+def lint(path: Path) -> tuple[int, list[str], str]:
     """Runs ``asterisklint dialplan-check`` on ``path``: exit status, issue codes, raw output."""
     done = subprocess.run(
         [sys.executable, "-c", _LINT, "dialplan-check", str(path)],
@@ -52,7 +51,7 @@ writeprotect=yes
 """
 
 
-def documented_globals() -> List[str]:
+def documented_globals() -> list[str]:
     """``NAME=value`` lines of the sample's header, the [globals] an operator sets (comments dropped)."""
     header = _dialplan().split("\n[", 1)[0]
     return [m.group(1) for m in re.finditer(r"^;\s{3,}([A-Z][A-Z0-9_]*=\S*)", header, re.M)]

@@ -3,13 +3,17 @@ hold (ADR 0031, 0062)."""
 from __future__ import annotations
 
 import base64
-from typing import Dict, List
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from callflow.domain.call_event import DIALPLAN_NAMES
-from callflow.entrypoints.agi.dialplan_values import COMBINED_EXPRESSIONS, EXPRESSIONS, combined_expression, split_combined
+from callflow.entrypoints.agi.dialplan_values import (
+    COMBINED_EXPRESSIONS,
+    EXPRESSIONS,
+    combined_expression,
+    split_combined,
+)
 
 READ_NAMES = [name for name, _ in COMBINED_EXPRESSIONS]  # the 14 values, then CALLFLOW_ERROR
 
@@ -20,7 +24,7 @@ nasty_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_s
 )
 
 
-def asterisk_reply(values: Dict[str, str], encoded: bool = True) -> str:
+def asterisk_reply(values: dict[str, str], encoded: bool = True) -> str:
     """What Asterisk substitutes for combined_expression(): each value base64'd inside < >."""
     def b64(text: str) -> str:
         return base64.b64encode(text.encode("utf-8")).decode() if encoded else ""
@@ -55,7 +59,7 @@ def test_shared_values_are_read_by_the_call_id():
     assert expressions["CALL_ID"] == "${CALL_ID}" and len(expressions) == 14
 
 
-def _seed_values() -> Dict[str, str]:
+def _seed_values() -> dict[str, str]:
     return {name: f"v{i}" for i, name in enumerate(READ_NAMES)}
 
 
@@ -67,7 +71,7 @@ def test_missing_base64_function_is_detected():
 def test_mangled_replies_are_refused():
     """A cut reply, a lost field, a field not wrapped in < >, bad base64 or no reply: all refused."""
     good = asterisk_reply(_seed_values())
-    fields: List[str] = good.split(",")
+    fields: list[str] = good.split(",")
     unwrapped = fields[:]
     unwrapped[3] = base64.b64encode(b"v2").decode()
     bad_b64 = fields[:]

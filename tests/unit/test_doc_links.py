@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, List, Set, Tuple
 
 import pytest
 
@@ -36,9 +36,9 @@ def slug(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def anchors(page: Path) -> Set[str]:
+def anchors(page: Path) -> set[str]:
     """The anchors of a Markdown page's headings, with -1, -2 ... for repeated ones as GitHub does."""
-    seen: Set[str] = set()
+    seen: set[str] = set()
     for line in prose_lines(page.read_text(encoding="utf-8")):
         heading = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
         if heading:
@@ -51,7 +51,7 @@ def anchors(page: Path) -> Set[str]:
     return seen
 
 
-def relative_links(page: Path) -> List[str]:
+def relative_links(page: Path) -> list[str]:
     """The link targets of a page that are neither absolute URLs nor mail addresses."""
     targets = []
     for line in prose_lines(page.read_text(encoding="utf-8")):
@@ -61,7 +61,7 @@ def relative_links(page: Path) -> List[str]:
     return targets
 
 
-LINKS: List[Tuple[Path, str]] = [(page, target) for page in PAGES for target in relative_links(page)]
+LINKS: list[tuple[Path, str]] = [(page, target) for page in PAGES for target in relative_links(page)]
 
 
 def test_the_pages_have_links_to_check() -> None:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Awaitable, Callable, List, Tuple
+from collections.abc import AsyncIterator, Awaitable
+from typing import Callable
 
 import pytest
 
@@ -20,8 +21,8 @@ class RecordingMonitor:
     """A DeliveryMonitor that remembers what it was told."""
 
     def __init__(self) -> None:
-        self.depths: List[int] = []
-        self.transitions: List[Tuple[str, object]] = []
+        self.depths: list[int] = []
+        self.transitions: list[tuple[str, object]] = []
 
     def depth_changed(self, depth: int) -> None:
         self.depths.append(depth)
@@ -46,7 +47,7 @@ class Rig:
         )
         self.delivery = OutboxEventDelivery(self.outbox, self.relay, SystemClock())
 
-    def ids(self, queue: str) -> List[str]:
+    def ids(self, queue: str) -> list[str]:
         return [e.message_id for e in self.publisher.messages(queue)]
 
     async def until(self, condition, timeout_s: float = 3.0) -> None:
@@ -64,7 +65,7 @@ def event(n: int, customer: str = "c1") -> EventEnvelope:
 @pytest.fixture
 async def started() -> AsyncIterator[Callable[..., Awaitable[Rig]]]:
     """Starts rigs (``await started(confirm_delay_s=...)``); stops them all at the end."""
-    rigs: List[Rig] = []
+    rigs: list[Rig] = []
 
     async def start(confirm_delay_s: float = 0.0, held: int = 0) -> Rig:
         rig = Rig(confirm_delay_s)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from typing import Dict, List, Optional, Tuple
+from typing import Optional
 
 import pytest
 import structlog
@@ -40,13 +40,13 @@ class ScriptedSession(ScriptedSessionBase):
     """Answers GET FULL VARIABLE for the route's own expressions from a channel's variables, as
     Asterisk substitutes them (shared ones under the call id; BASE64_ENCODE only when loaded)."""
 
-    def __init__(self, variables: Dict[str, str], base64_loaded: bool = True, remaining_s: float = 2.0) -> None:
+    def __init__(self, variables: dict[str, str], base64_loaded: bool = True, remaining_s: float = 2.0) -> None:
         self.env, self.route, self.query, self.args, self.peer = dict(SEED_ENV), "event", {}, [], "127.0.0.1:1"
         channel = {k: v for k, v in variables.items() if k not in SHARED}
         self._shared = {(k, variables.get("CALL_ID", "")): v for k, v in variables.items() if k in SHARED}
         self._channel, self._base64, self._remaining = channel, base64_loaded, remaining_s
-        self.commands: List[Tuple[str, str]] = []
-        self.set: Dict[str, str] = {}
+        self.commands: list[tuple[str, str]] = []
+        self.set: dict[str, str] = {}
 
     async def get_variable(self, name: str) -> Optional[str]:
         self.commands.append(("GET VARIABLE", name))
@@ -74,7 +74,7 @@ class ScriptedSession(ScriptedSessionBase):
 
 
 def make_route(stats=None, delivery=None, publish_timeout_s: float = 0.5):
-    journal: List[str] = []
+    journal: list[str] = []
     delivery = delivery or RecordingDelivery(journal)
     stats = stats or InMemoryCallStats(ttl_s=86400)
     record = RecordCallEvent(make_factory(), delivery, stats, FixedClock())

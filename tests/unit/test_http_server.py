@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import AsyncIterator, Dict, Tuple
+from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from callflow.entrypoints.http import OpsHttpServer
 
-Reply = Tuple[int, Dict[str, str], bytes]
+Reply = tuple[int, dict[str, str], bytes]
 
 
 async def request(port: int, raw: bytes, timeout: float = 5.0) -> Reply:

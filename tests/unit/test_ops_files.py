@@ -9,8 +9,8 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List, Set
 
 import pytest
 
@@ -40,7 +40,7 @@ def tool_missing(why: str) -> None:
     pytest.skip(why)
 
 
-def rules() -> List[dict]:
+def rules() -> list[dict]:
     return [rule for group in yaml.safe_load(RULES.read_text("utf-8"))["groups"] for rule in group["rules"]]
 
 
@@ -54,14 +54,14 @@ def dashboard_queries() -> Iterator[str]:
             yield variable["definition"]
 
 
-def metric_names(expr: str) -> Set[str]:
+def metric_names(expr: str) -> set[str]:
     """Series names in a PromQL expression: every callflow_* word, and any name a selector follows."""
     without_strings = re.sub(r'"[^"]*"', '""', expr)
     return set(re.findall(r"\bcallflow_[a-z0-9_]+\b", without_strings)) | set(
         re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{", without_strings))
 
 
-async def exported_series() -> Set[str]:
+async def exported_series() -> set[str]:
     """Every series name callflow's /metrics can carry, from its # TYPE lines (labelled metrics
     declare their family there before their first sample)."""
     server = OpsHttpServer("127.0.0.1", 0)
@@ -75,7 +75,7 @@ async def exported_series() -> Set[str]:
     finally:
         await server.stop()
     assert response.startswith("HTTP/1.1 200"), response[:200]
-    names: Set[str] = set()
+    names: set[str] = set()
     for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", response, re.MULTILINE):
         if kind == "histogram":
             names |= {f"{name}_bucket", f"{name}_count", f"{name}_sum"}
@@ -146,7 +146,7 @@ async def test_rules_and_dashboard_use_only_metrics_callflow_exports() -> None:
     """Every series named by an alert or a dashboard query is on /metrics (or made by Prometheus)."""
     exported = await exported_series()
     assert {"callflow_outbox_depth", "callflow_agi_outcomes_total", "callflow_agi_session_seconds_bucket"} <= exported
-    used: Dict[str, Set[str]] = {}
+    used: dict[str, set[str]] = {}
     for rule in rules():
         for name in metric_names(rule["expr"]):
             used.setdefault(name, set()).add(f"alert {rule['alert']}")

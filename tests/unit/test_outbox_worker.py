@@ -4,7 +4,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any, List, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 from callflow.adapters.sqlite_outbox_worker import STOP, OutboxOp, OutboxWorker
 from callflow.domain.envelope import EventEnvelope
@@ -14,10 +15,10 @@ class RecordingStore:
     """Stands for OutboxStore: records each transaction (its inserts and deletes)."""
 
     def __init__(self) -> None:
-        self.transactions: List[Tuple[int, List[int], float]] = []
+        self.transactions: list[tuple[int, list[int], float]] = []
         self.closed = False
 
-    def write(self, inserts: Sequence[Any], deletes: Sequence[int]) -> Tuple[List[int], int]:
+    def write(self, inserts: Sequence[Any], deletes: Sequence[int]) -> tuple[list[int], int]:
         first = 1 + sum(n for n, _, _ in self.transactions)
         self.transactions.append((len(inserts), list(deletes), time.monotonic()))
         return list(range(first, first + len(inserts))), len(deletes)
@@ -30,10 +31,10 @@ def put() -> OutboxOp:
     return OutboxOp("put", (EventEnvelope.of("call.events.c1", b"{}"), 0.0), None)
 
 
-def run(ops: List[OutboxOp], forget_delay_s: float = 0.2, then: Sequence[OutboxOp] = (), after_s: float = 0.0):
+def run(ops: list[OutboxOp], forget_delay_s: float = 0.2, then: Sequence[OutboxOp] = (), after_s: float = 0.0):
     """Queue ``ops`` before the worker starts, ``then`` after ``after_s``; stop once all are answered."""
     store, pending = RecordingStore(), queue.SimpleQueue()
-    answered: List[Any] = []
+    answered: list[Any] = []
     for op in ops:
         pending.put(op)
     worker = OutboxWorker(store, pending, lambda settled, delta: answered.extend(settled), 1024, forget_delay_s)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any
 
 try:
     import tomllib
@@ -13,11 +13,11 @@ except ImportError:  # Python < 3.11: pytest depends on tomli there
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def pyproject() -> Dict[str, Any]:
+def pyproject() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 
-def _version(text: str) -> Tuple[int, ...]:
+def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split("."))
 
 

@@ -1,8 +1,6 @@
 """AddNumbers and RemoveNumber on the in-memory phone lists: canonical storage, batches, refusals."""
 from __future__ import annotations
 
-from typing import List, Tuple
-
 import pytest
 
 from callflow.adapters.in_memory_phone_lists import InMemoryPhoneLists
@@ -11,7 +9,7 @@ from callflow.service_layer.phone_list_admin import BLACKLIST, VIP, AddNumbers, 
 from tests.support.phone_lists import RecordingLists
 
 
-async def members(lists: InMemoryPhoneLists, name: str) -> List[str]:
+async def members(lists: InMemoryPhoneLists, name: str) -> list[str]:
     source = lists.blacklist_members() if name == BLACKLIST else lists.vip_members()
     return sorted([m async for m in source])
 
@@ -19,7 +17,7 @@ async def members(lists: InMemoryPhoneLists, name: str) -> List[str]:
 async def test_numbers_are_stored_canonical_in_batches_with_progress() -> None:
     """5 numbers, batches of 2: three writes of canonical forms with the TTL, progress after each."""
     lists = RecordingLists()
-    heard: List[Tuple[int, Tuple[str, ...]]] = []
+    heard: list[tuple[int, tuple[str, ...]]] = []
     texts = ["0912406496", "+84987654321", "0084911111111", "84922222222", "1001"]
     report = await AddNumbers(lists, "VN", batch_size=2).execute(
         BLACKLIST, enumerate(texts, 1), 3600, lambda r, batch, _: heard.append((r.added, batch)))
@@ -66,7 +64,7 @@ async def test_rows_may_carry_their_own_ttl_and_already_listed_numbers_are_count
     """A row's own TTL wins over the default; a bad one refuses the row; numbers there before are counted."""
     lists = RecordingLists()
     await lists.blacklist_add(["84912406496"], 60)
-    heard: List[Tuple[Tuple[str, ...], frozenset]] = []
+    heard: list[tuple[tuple[str, ...], frozenset]] = []
     rows = [(1, "0912406496", "600"), (2, "0987654321", ""), (3, "0911111111", "soon")]
     report = await AddNumbers(lists, "VN").execute(BLACKLIST, rows, 3600, lambda r, b, a: heard.append((b, a)))
     assert report.added == 2 and report.already == 1

@@ -5,8 +5,8 @@ import asyncio
 import inspect
 import json
 import re
+from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import AsyncIterator, List, Tuple
 
 import pytest
 from dependency_injector import providers
@@ -33,7 +33,7 @@ class WitnessStats(InMemoryCallStats):
     def __init__(self, app) -> None:
         super().__init__(ttl_s=86400)
         self.app = app
-        self.seen: List[Tuple[int, int]] = []  # (outbox depth, messages at the broker) at each write
+        self.seen: list[tuple[int, int]] = []  # (outbox depth, messages at the broker) at each write
         self.down = False
 
     async def record(self, customer_id: str, call_status: str, call_id: str) -> None:
@@ -172,7 +172,7 @@ async def test_answer_time_warning_reaches_the_outcome(rig):
 @given(st.text(min_size=1, max_size=80).filter(lambda v: not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", v)))
 def test_no_unsafe_customer_id_reaches_a_key_or_a_routing_key(customer_id):
     """Any customer id outside [A-Za-z0-9_.-]{1,64}: only call.events.invalid is used, no set is written."""
-    journal: List[str] = []
+    journal: list[str] = []
     delivery, stats = RecordingDelivery(journal), JournalingStats(journal)
     record = RecordCallEvent(make_factory(), delivery, stats, FixedClock())
     outcome = asyncio.run(record.execute(replace(SEED_VALUES, customer_id=customer_id), 0.0))
@@ -210,13 +210,13 @@ async def test_errors_are_answered_too(rig):
 
 
 # --- cut short: an event in custody is never answered ERROR --------------------------------------
-def recorder(delivery: RecordingDelivery, journal: List[str]) -> RecordCallEvent:
+def recorder(delivery: RecordingDelivery, journal: list[str]) -> RecordCallEvent:
     return RecordCallEvent(make_factory(), delivery, JournalingStats(journal), FixedClock())
 
 
 async def test_cut_short_after_custody_is_ok():
     """Cut after the event was stored (the statistics still to come): OK."""
-    journal: List[str] = []
+    journal: list[str] = []
     record = recorder(RecordingDelivery(journal), journal)
     recording = record.start(SEED_VALUES, 0.0)
     await recording.outcome()
@@ -226,7 +226,7 @@ async def test_cut_short_after_custody_is_ok():
 
 async def test_cut_short_before_custody_is_the_callers_error():
     """Cut while the storing hangs past the time left: ERROR with the caller's reason, nothing counted."""
-    journal: List[str] = []
+    journal: list[str] = []
     record = recorder(RecordingDelivery(journal, hang_before_custody=True), journal)
     recording = record.start(SEED_VALUES, 0.5)
     await asyncio.sleep(0.01)
@@ -242,7 +242,7 @@ async def test_cut_short_before_custody_is_the_callers_error():
 async def test_cut_short_waits_for_a_storing_under_way():
     """Cut while the put is under way: its outcome, within the time left, decides (stored: OK); the
     rest of the work stopped with the caller."""
-    journal: List[str] = []
+    journal: list[str] = []
     gate = asyncio.Event()
     delivery = RecordingDelivery(journal)
     store = delivery.store
@@ -264,7 +264,7 @@ async def test_cut_short_waits_for_a_storing_under_way():
 
 async def test_cut_short_of_a_refused_or_invalid_event_is_an_error():
     """Refused custody, or values that make no event: ERROR with the caller's reason."""
-    journal: List[str] = []
+    journal: list[str] = []
     refused = recorder(RecordingDelivery(journal, refuse="disk full"), journal)
     recording = refused.start(SEED_VALUES, 0.0)
     assert (await recording.outcome()).status == ERROR

@@ -9,7 +9,11 @@ from callflow.adapters.redis_batch import CommandBatcher
 from callflow.adapters.redis_cluster import ClusterCommandBatcher, ClusterPhoneLists
 from callflow.adapters.redis_phone_lists import RedisPhoneLists
 from callflow.adapters.redis_topology import (
-    BlockingSentinelConnectionPool, batcher_for, close_client, make_client, phone_lists_for,
+    BlockingSentinelConnectionPool,
+    batcher_for,
+    close_client,
+    make_client,
+    phone_lists_for,
 )
 
 

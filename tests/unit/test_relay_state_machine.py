@@ -10,7 +10,8 @@ event has reached its queue.
 from __future__ import annotations
 
 import asyncio
-from typing import Dict, List, Optional, Sequence, Set
+from collections.abc import Sequence
+from typing import Optional
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -45,7 +46,7 @@ class ConfirmingPublisher(InMemoryPublisher):
 
     def __init__(self) -> None:
         super().__init__(confirm_delay_s=0.002)
-        self.confirmed: Set[str] = set()
+        self.confirmed: set[str] = set()
 
     async def publish(self, envelope: EventEnvelope) -> None:
         await super().publish(envelope)
@@ -59,7 +60,7 @@ class WatchedOutbox(InMemoryOutbox):
         super().__init__(SystemClock())
         self._publisher = publisher
         self.failing_deletes = 0
-        self.premature: List[str] = []  # message ids deleted before any confirm of theirs
+        self.premature: list[str] = []  # message ids deleted before any confirm of theirs
 
     async def mark_delivered(self, entry_ids: Sequence[int]) -> None:
         if self.failing_deletes:
@@ -80,9 +81,9 @@ class RelayMachine(RuleBasedStateMachine):
         self.outbox = WatchedOutbox(self.publisher)
         self.relay: Optional[OutboxRelay] = None
         self.delivery: Optional[OutboxEventDelivery] = None
-        self.submitted: Dict[str, List[str]] = {}  # queue -> message ids in submission order
-        self.acknowledged: Set[str] = set()
-        self.refused: Set[str] = set()
+        self.submitted: dict[str, list[str]] = {}  # queue -> message ids in submission order
+        self.acknowledged: set[str] = set()
+        self.refused: set[str] = set()
         self.serial = 0
         self._start_relay()
 
@@ -116,7 +117,7 @@ class RelayMachine(RuleBasedStateMachine):
         self.loop.run_until_complete(self._submit(self._envelope(customer), wait_ms / 1000))
 
     @rule(customers=st.lists(CUSTOMERS, min_size=2, max_size=8))
-    def submit_together(self, customers: List[str]) -> None:
+    def submit_together(self, customers: list[str]) -> None:
         """Calls in flight at once, more than the relay's publish slots."""
         envelopes = [self._envelope(customer) for customer in customers]
         self.loop.run_until_complete(asyncio.gather(*(self._submit(e, 0.005) for e in envelopes)))
@@ -163,7 +164,7 @@ class RelayMachine(RuleBasedStateMachine):
     def first_arrivals_in_submission_order(self) -> None:
         for queue, order in self.submitted.items():
             position = {message_id: n for n, message_id in enumerate(order)}
-            first: List[str] = []
+            first: list[str] = []
             for envelope in self.publisher.messages(queue):
                 if envelope.message_id not in first:
                     first.append(envelope.message_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Optional
 
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
@@ -33,18 +33,18 @@ def plain_default(field: str) -> Optional[str]:
 PLAIN_DEFAULTS = sorted(name for name, field in SETTINGS.items() if plain_default(field) is not None)
 
 
-def table_settings(page: Path) -> Dict[str, str]:
+def table_settings(page: Path) -> dict[str, str]:
     """{CALLFLOW_NAME: default cell} from the rows of a page's settings table."""
     rows = re.findall(r"^\| `(CALLFLOW_\w+)` \| ([^|]*) \|", page.read_text(encoding="utf-8"), re.M)
     return {name: cell.strip() for name, cell in rows}
 
 
-def reference_settings() -> Dict[str, str]:
+def reference_settings() -> dict[str, str]:
     """{CALLFLOW_NAME: default cell} from the rows of docs/reference.md's settings table."""
     return table_settings(REFERENCE)
 
 
-def env_example() -> Dict[str, str]:
+def env_example() -> dict[str, str]:
     """{CALLFLOW_NAME: value} from .env.example, commented-out lines included."""
     text = (ROOT / ".env.example").read_text(encoding="utf-8")
     return dict(re.findall(r"^#? ?(CALLFLOW_\w+)=(.*)$", text, re.M))

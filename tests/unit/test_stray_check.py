@@ -1,8 +1,6 @@
 """The relay's stray check: what the outbox holds and the relay does not know of, twice in a row."""
 from __future__ import annotations
 
-from typing import Set
-
 from callflow.adapters.clock import SystemClock
 from callflow.adapters.delivery.pacing import StrayCheck
 from callflow.adapters.in_memory_outbox import InMemoryOutbox
@@ -41,7 +39,7 @@ async def test_an_entry_offered_meanwhile_is_no_stray():
 async def test_checks_are_paced_and_an_empty_outbox_is_not_read():
     """Within ``period_s`` of a check nothing is read; an empty outbox is never read."""
     outbox = await stored(1)
-    reads: Set[int] = set()
+    reads: set[int] = set()
     pending = outbox.pending
 
     async def counted(after_id: int = 0, limit: int = 500):

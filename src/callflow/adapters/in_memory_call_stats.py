@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, Optional, Set, Tuple
+from typing import Callable, Optional
 
 from callflow.domain.identifiers import require_identifier
 
-_Key = Tuple[str, str]
+_Key = tuple[str, str]
 
 
 class InMemoryCallStats:
@@ -15,8 +15,8 @@ class InMemoryCallStats:
     def __init__(self, ttl_s: float, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._ttl_s = ttl_s
         self._monotonic = monotonic
-        self._sets: Dict[_Key, Set[str]] = {}
-        self._expires_at: Dict[_Key, float] = {}
+        self._sets: dict[_Key, set[str]] = {}
+        self._expires_at: dict[_Key, float] = {}
 
     async def record(self, customer_id: str, call_status: str, call_id: str) -> None:
         key = _key(customer_id, call_status)
@@ -27,12 +27,12 @@ class InMemoryCallStats:
             self._expires_at[key] = self._monotonic() + self._ttl_s
         self._sets[key].add(call_id)
 
-    async def members(self, customer_id: str, call_status: str) -> Set[str]:
+    async def members(self, customer_id: str, call_status: str) -> set[str]:
         key = _key(customer_id, call_status)
         self._forget_if_expired(key)
         return set(self._sets.get(key, ()))
 
-    async def counts(self, customer_id: str) -> Dict[str, int]:
+    async def counts(self, customer_id: str) -> dict[str, int]:
         require_identifier("customer_id", customer_id)
         for key in list(self._sets):
             self._forget_if_expired(key)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from callflow.adapters.delivery.ports import OutboxEntry, OutboxStatus, OutboxUnavailable
 from callflow.domain.envelope import EventEnvelope
@@ -17,7 +18,7 @@ class InMemoryOutbox:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._entries: "OrderedDict[int, OutboxEntry]" = OrderedDict()
+        self._entries: OrderedDict[int, OutboxEntry] = OrderedDict()
         self._last_id = 0
         self._refusal: Optional[str] = None
 
@@ -36,8 +37,8 @@ class InMemoryOutbox:
         self._entries[self._last_id] = OutboxEntry(self._last_id, envelope, stored_at)
         return self._last_id
 
-    async def pending(self, after_id: int = 0, limit: int = 500) -> List[OutboxEntry]:
-        found: List[OutboxEntry] = []
+    async def pending(self, after_id: int = 0, limit: int = 500) -> list[OutboxEntry]:
+        found: list[OutboxEntry] = []
         for entry_id, entry in self._entries.items():
             if entry_id > after_id:
                 found.append(entry)
@@ -64,6 +65,6 @@ class InMemoryOutbox:
     async def close(self) -> None:
         return None
 
-    def snapshot(self) -> Dict[int, EventEnvelope]:
+    def snapshot(self) -> dict[int, EventEnvelope]:
         """What is held now, by entry id (for tests and the in-memory composition)."""
         return {entry_id: entry.envelope for entry_id, entry in self._entries.items()}

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
-from typing import AsyncIterator, Dict, List, Optional, Sequence, Set
+from typing import Optional
 
 from callflow.domain.policy import PhoneListing
 from callflow.service_layer.ports import Clock, PhoneListsUnavailable
@@ -18,8 +19,8 @@ class InMemoryPhoneLists:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._blacklist: Dict[str, Optional[datetime]] = {}
-        self._vip: Set[str] = set()
+        self._blacklist: dict[str, Optional[datetime]] = {}
+        self._vip: set[str] = set()
         self.available = True
 
     async def lookup(self, forms: Sequence[str], timeout_s: float) -> PhoneListing:
@@ -34,7 +35,7 @@ class InMemoryPhoneLists:
         )
 
     async def blacklist_add(self, numbers: Sequence[str], ttl_s: int,
-                            ttls: Optional[Sequence[int]] = None) -> Set[str]:
+                            ttls: Optional[Sequence[int]] = None) -> set[str]:
         self._check_available()
         already = {number for number in numbers if self._blacklisted(number)}
         for i, number in enumerate(numbers):
@@ -42,9 +43,9 @@ class InMemoryPhoneLists:
             self._blacklist[number] = self._clock.now() + timedelta(seconds=ttl) if ttl else None
         return already
 
-    async def blacklist_expiries(self, forms: Sequence[str]) -> Dict[str, Optional[int]]:
+    async def blacklist_expiries(self, forms: Sequence[str]) -> dict[str, Optional[int]]:
         self._check_available()
-        expiries: Dict[str, Optional[int]] = {}
+        expiries: dict[str, Optional[int]] = {}
         for form in forms:
             if self._blacklisted(form):
                 expires = self._blacklist[form]
@@ -64,7 +65,7 @@ class InMemoryPhoneLists:
         for form in [form for form in self._blacklist if self._blacklisted(form)]:
             yield form
 
-    async def vip_add(self, numbers: Sequence[str]) -> Set[str]:
+    async def vip_add(self, numbers: Sequence[str]) -> set[str]:
         self._check_available()
         already = {number for number in numbers if number in self._vip}
         self._vip.update(numbers)
@@ -72,7 +73,7 @@ class InMemoryPhoneLists:
 
     async def vip_remove(self, forms: Sequence[str]) -> int:
         self._check_available()
-        present: List[str] = [form for form in dict.fromkeys(forms) if form in self._vip]
+        present: list[str] = [form for form in dict.fromkeys(forms) if form in self._vip]
         self._vip.difference_update(present)
         return len(present)
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from typing import DefaultDict, List
 
 from callflow.adapters.delivery.ports import PublishFailed
 from callflow.domain.envelope import EventEnvelope
@@ -19,12 +18,12 @@ class InMemoryPublisher:
 
     def __init__(self, confirm_delay_s: float = 0.0) -> None:
         self.confirm_delay_s = confirm_delay_s
-        self._queues: DefaultDict[str, List[EventEnvelope]] = defaultdict(list)
+        self._queues: defaultdict[str, list[EventEnvelope]] = defaultdict(list)
         self._down = False
         self._closed = False
         self.in_flight = 0
         self.most_in_flight = 0
-        self._in_flight_ids: DefaultDict[str, int] = defaultdict(int)
+        self._in_flight_ids: defaultdict[str, int] = defaultdict(int)
         self.overlapping_publishes = 0  # the same message_id in flight twice at once
 
     def set_down(self, down: bool) -> None:
@@ -49,11 +48,11 @@ class InMemoryPublisher:
         if not self.is_connected():
             raise PublishFailed("connection", "connection lost before the confirm")
 
-    def messages(self, queue: str) -> List[EventEnvelope]:
+    def messages(self, queue: str) -> list[EventEnvelope]:
         """What the queue received, in order (duplicates included)."""
         return list(self._queues.get(queue, []))
 
-    def all_messages(self) -> List[EventEnvelope]:
+    def all_messages(self) -> list[EventEnvelope]:
         return [envelope for queue in self._queues.values() for envelope in queue]
 
     async def close(self) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Dict, Iterable, List, Optional, Set, Tuple
+from typing import IO, Optional
 
 from callflow.adapters.delivery.monitor import LoggingDeliveryMonitor
 from callflow.adapters.delivery.ports import EventPublisher
@@ -31,10 +32,10 @@ def slot_path(base: Path, slot: Slot) -> Path:
     return base if slot is None else base.with_name(f"{base.stem}-{slot}{base.suffix}")
 
 
-def family(base: Path) -> List[Tuple[Slot, Path]]:
+def family(base: Path) -> list[tuple[Slot, Path]]:
     """Every outbox file of ``base``'s family that exists, the unnumbered one first, then by slot."""
     pattern = re.compile(rf"^{re.escape(base.stem)}(?:-(\d+))?{re.escape(base.suffix)}$")
-    found: List[Tuple[Slot, Path]] = []
+    found: list[tuple[Slot, Path]] = []
     try:
         names = os.listdir(base.parent)
     except OSError:
@@ -46,12 +47,12 @@ def family(base: Path) -> List[Tuple[Slot, Path]]:
     return sorted(found, key=lambda item: -1 if item[0] is None else item[0])
 
 
-def active_slots(workers: int) -> Set[Slot]:
+def active_slots(workers: int) -> set[Slot]:
     """The slots whose files a server of ``workers`` processes writes."""
     return {None} if workers <= 1 else set(range(workers))
 
 
-def stranded(base: Path, workers: int) -> List[Path]:
+def stranded(base: Path, workers: int) -> list[Path]:
     """Files of the family that no slot of a server of ``workers`` processes writes."""
     live = active_slots(workers)
     return [path for slot, path in family(base) if slot not in live]
@@ -132,9 +133,9 @@ class StrandedOutboxes:
         self._publisher, self._clock, self._synchronous = publisher, clock, synchronous
         self._max_in_flight = max_in_flight
         self._scan_s, self._check_s = scan_s, check_s
-        self._relaying: Dict[Path, "asyncio.Task[None]"] = {}
-        self._unusable: Set[Path] = set()
-        self._scanner: Optional["asyncio.Task[None]"] = None
+        self._relaying: dict[Path, asyncio.Task[None]] = {}
+        self._unusable: set[Path] = set()
+        self._scanner: Optional[asyncio.Task[None]] = None
 
     @property
     def relaying(self) -> Iterable[Path]:

@@ -7,7 +7,8 @@ delays a connect by almost nothing on a LAN.
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable, List, Optional, Sequence, Tuple, TypeVar
+from collections.abc import Awaitable, Sequence
+from typing import Callable, Optional, TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractConnection
@@ -25,10 +26,10 @@ async def connect_first(
     urls: Sequence[str],
     timeout_s: float,
     setup: Optional[Callable[[AbstractConnection], Awaitable[T]]] = None,
-) -> Tuple[AbstractConnection, str, Optional[T]]:
+) -> tuple[AbstractConnection, str, Optional[T]]:
     """(connection, url, what ``setup`` returned) for the first URL, in order, that connects and
     passes ``setup`` (e.g. opening a channel). A node that fails ``setup`` is closed and skipped."""
-    errors: List[str] = []
+    errors: list[str] = []
     for url in urls:
         connection: Optional[AbstractConnection] = None
         try:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
@@ -58,10 +59,10 @@ class RabbitMQPublisher:
         self._channel: Optional[AbstractChannel] = None
         self._exchange: Optional[AbstractExchange] = None
         self._lost: Optional[asyncio.Event] = None  # set when this connection or its channel goes away
-        self._queues: Dict[str, "asyncio.Future[None]"] = {}
-        self._refused: Dict[str, Tuple[float, str]] = {}  # queue -> (when to declare it again, reason)
-        self._refusals: Dict[str, int] = {}  # queue -> refusals in a row (to log some, not all)
-        self._connector: Optional["asyncio.Task[None]"] = None
+        self._queues: dict[str, asyncio.Future[None]] = {}
+        self._refused: dict[str, tuple[float, str]] = {}  # queue -> (when to declare it again, reason)
+        self._refusals: dict[str, int] = {}  # queue -> refusals in a row (to log some, not all)
+        self._connector: Optional[asyncio.Task[None]] = None
         self.node: Optional[str] = None  # host:port of the node connected to
         self._url: Optional[str] = None
         for other in self._urls:
@@ -168,7 +169,7 @@ class RabbitMQPublisher:
             if not channel.is_closed:
                 await channel.close()
 
-    def _declared(self, name: str, done: "asyncio.Future[None]") -> None:
+    def _declared(self, name: str, done: asyncio.Future[None]) -> None:
         failed = done.cancelled() or done.exception() is not None
         if failed and self._queues.get(name) is done:
             del self._queues[name]

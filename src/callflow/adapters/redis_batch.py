@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Type
+from collections.abc import Sequence
+from typing import Any, Optional
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -32,7 +33,7 @@ try:  # hiredis packs a command about 8 times faster than redis-py's asyncio con
 except ImportError:  # pragma: no cover - hiredis is a dependency on CPython only (ADR 0071)
     _pack_with_hiredis = None
 
-Command = Tuple[Any, ...]
+Command = tuple[Any, ...]
 #: callers of one batch at most (one write of a few tens of kB)
 MAX_BATCH = 256
 
@@ -40,7 +41,7 @@ MAX_BATCH = 256
 class _Caller:
     __slots__ = ("commands", "future", "deadline")
 
-    def __init__(self, commands: Sequence[Command], future: "asyncio.Future[List[Any]]", deadline: float) -> None:
+    def __init__(self, commands: Sequence[Command], future: asyncio.Future[list[Any]], deadline: float) -> None:
         self.commands = commands
         self.future = future
         self.deadline = deadline
@@ -53,12 +54,12 @@ class CommandBatcher:
         self._pool = getattr(client, "connection_pool", None)  # a cluster client has one per node instead
         self._max_lanes = max_lanes
         self._lanes = 0  # leased, idle or busy
-        self._idle: List[Any] = []
-        self._waiting: List[_Caller] = []
+        self._idle: list[Any] = []
+        self._waiting: list[_Caller] = []
         self._flush_soon = False
-        self._running: Set["asyncio.Task[None]"] = set()
-        self._scripts: Dict[str, str] = {}
-        self._timers: Dict[str, Tuple[Any, Any]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+        self._scripts: dict[str, str] = {}
+        self._timers: dict[str, tuple[Any, Any]] = {}
 
     def script(self, body: str) -> str:
         """Registers a Lua script; returns its SHA1 for ``EVALSHA`` (loaded again on ``NOSCRIPT``)."""
@@ -67,7 +68,7 @@ class CommandBatcher:
         return sha
 
     async def round_trip(self, op: str, commands: Sequence[Command], timeout_s: float,
-                         unavailable: Type[Exception]) -> List[Any]:
+                         unavailable: type[Exception]) -> list[Any]:
         """The replies to ``commands`` (an error reply is returned as its ``ResponseError``), within
         ``timeout_s``; a timeout, a refused connection or a lost one raises ``unavailable``."""
         seconds, errors = self._metrics(op)
@@ -77,7 +78,7 @@ class CommandBatcher:
             raise unavailable(f"redis {op}: no time left")
         loop = asyncio.get_running_loop()
         started = loop.time()
-        future: "asyncio.Future[List[Any]]" = loop.create_future()
+        future: asyncio.Future[list[Any]] = loop.create_future()
         timer = loop.call_at(started + timeout_s, _expire, future)
         self._waiting.append(_Caller(commands, future, started + timeout_s))
         if not self._flush_soon:
@@ -96,7 +97,7 @@ class CommandBatcher:
                 errors.inc()
         return replies
 
-    def _metrics(self, op: str) -> Tuple[Any, Any]:
+    def _metrics(self, op: str) -> tuple[Any, Any]:
         pair = self._timers.get(op)
         if pair is None:
             pair = self._timers[op] = (metrics.REDIS_SECONDS.labels(op=op), metrics.REDIS_ERRORS.labels(op=op))
@@ -116,7 +117,7 @@ class CommandBatcher:
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _send(self, lane: Optional[Any], batch: List[_Caller]) -> None:
+    async def _send(self, lane: Optional[Any], batch: list[_Caller]) -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         give_up = loop.call_at(max(caller.deadline for caller in batch), task.cancel)  # type: ignore[union-attr]
@@ -147,7 +148,7 @@ class CommandBatcher:
             if self._waiting:
                 self._flush()
 
-    async def _exchange(self, lane: Any, commands: List[Command]) -> List[Any]:
+    async def _exchange(self, lane: Any, commands: list[Command]) -> list[Any]:
         """One write, the replies in order; a reused lane found dead (Redis restarted) is retried
         once at once on a fresh connection (every command here is a read or idempotent)."""
         reused = lane.is_connected
@@ -159,7 +160,7 @@ class CommandBatcher:
             await _drop(lane)
             return await self._replies(lane, commands)
 
-    async def _replies(self, lane: Any, commands: List[Command]) -> List[Any]:
+    async def _replies(self, lane: Any, commands: list[Command]) -> list[Any]:
         if not lane.is_connected:
             await lane.connect()
         await lane.send_packed_command(_packed(lane, commands))
@@ -175,7 +176,7 @@ class CommandBatcher:
         return replies
 
 
-def _packed(lane: Any, commands: List[Command]) -> Any:
+def _packed(lane: Any, commands: list[Command]) -> Any:
     """The commands in RESP, ready to write (str arguments as UTF-8, as the client's encoder does)."""
     if _pack_with_hiredis is None:
         return lane.pack_commands(commands)
@@ -197,10 +198,10 @@ async def _drop(lane: Any) -> None:
         pass
 
 
-def _expire(future: "asyncio.Future[List[Any]]") -> None:
+def _expire(future: asyncio.Future[list[Any]]) -> None:
     _fail(future, asyncio.TimeoutError("no reply in time"))
 
 
-def _fail(future: "asyncio.Future[List[Any]]", error: BaseException) -> None:
+def _fail(future: asyncio.Future[list[Any]], error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)

@@ -7,7 +7,8 @@ the same loop tick share one write and one connection (``CommandBatcher``, ADR 0
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Dict, List, Optional, Set, Tuple, TypeVar
+from collections.abc import Awaitable
+from typing import Any, Optional, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -62,11 +63,11 @@ class RedisCallStats:
         (added,) = await self._round_trip(("EVALSHA", self._script_sha, 1, key, call_id, self._ttl_s))
         _raise_if_error(added)
 
-    async def members(self, customer_id: str, call_status: str) -> Set[str]:
+    async def members(self, customer_id: str, call_status: str) -> set[str]:
         ids = await self._timed("stats_members", self._client.smembers(stats_key(customer_id, call_status)))
         return {as_text(member) for member in ids}
 
-    async def counts(self, customer_id: str) -> Dict[str, int]:
+    async def counts(self, customer_id: str) -> dict[str, int]:
         return await self._timed("stats_counts", self._counts(customer_id))
 
     async def ttl(self, customer_id: str, call_status: str) -> Optional[float]:
@@ -76,12 +77,12 @@ class RedisCallStats:
     async def _timed(self, op: str, awaitable: Awaitable[T]) -> T:
         return await timed_round_trip(op, awaitable, self._timeout_s, CallStatsUnavailable)
 
-    async def _round_trip(self, *commands: Tuple[Any, ...]) -> List[Any]:
+    async def _round_trip(self, *commands: tuple[Any, ...]) -> list[Any]:
         return await self._batcher.round_trip("stats_record", commands, self._timeout_s, CallStatsUnavailable)
 
-    async def _counts(self, customer_id: str) -> Dict[str, int]:
+    async def _counts(self, customer_id: str) -> dict[str, int]:
         prefix = customer_prefix(customer_id)  # ids hold no glob character: the pattern is literal
-        keys: List[Any] = [key async for key in self._client.scan_iter(match=prefix + "*", count=1000)]
+        keys: list[Any] = [key async for key in self._client.scan_iter(match=prefix + "*", count=1000)]
         pipe = self._client.pipeline(transaction=False)
         for key in keys:
             pipe.scard(key)

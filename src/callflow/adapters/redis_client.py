@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from typing import Any, AsyncIterator, Awaitable, Dict, List, Type, TypeVar
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
-from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError
 from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, RedisClusterException, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from callflow import metrics
 from callflow.logging import get_logger
@@ -32,7 +32,7 @@ _CONNECTION_PARAMETERS = inspect.signature(AbstractConnection.__init__).paramete
 #: no CLIENT SETINFO on each new connection (one round trip more, and redis-py 8 reads its own
 #: version from the package metadata per connection): ``driver_info=None`` from redis-py 7.1,
 #: ``lib_name=None, lib_version=None`` before (deprecated after)
-NO_CLIENT_SETINFO: Dict[str, Any] = (
+NO_CLIENT_SETINFO: dict[str, Any] = (
     {"driver_info": None} if "driver_info" in _CONNECTION_PARAMETERS else {"lib_name": None, "lib_version": None}
 )
 #: redis-py < 5.3 requires a command name to hand out a connection; later versions warn when given one
@@ -84,7 +84,7 @@ async def lease_connection(pool: BlockingConnectionPool) -> AbstractConnection:
 
 async def warm_up(pool: BlockingConnectionPool, count: int) -> None:
     """Opens ``count`` connections of ``pool`` and leaves them idle in it; Redis down: gives up quietly."""
-    leased: List[AbstractConnection] = []
+    leased: list[AbstractConnection] = []
     try:
         for _ in range(count):
             leased.append(await lease_connection(pool))
@@ -99,7 +99,7 @@ async def warm_up(pool: BlockingConnectionPool, count: int) -> None:
             await pool.release(connection)
 
 
-async def timed_round_trip(op: str, awaitable: Awaitable[T], timeout_s: float, unavailable: Type[Exception]) -> T:
+async def timed_round_trip(op: str, awaitable: Awaitable[T], timeout_s: float, unavailable: type[Exception]) -> T:
     """Await one Redis round trip within ``timeout_s``, recording its latency and failures under
     ``op``; any Redis, socket or timeout failure is raised as ``unavailable`` (the port's error)."""
     started = time.perf_counter()

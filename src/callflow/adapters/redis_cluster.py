@@ -11,20 +11,28 @@ answering makes it reload the slot map, so a promoted replica is used without a 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Tuple
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Optional
 
 from redis.asyncio.cluster import RedisCluster
-from redis.backoff import NoBackoff
-from redis.exceptions import AskError, ClusterDownError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MovedError, RedisClusterException, RedisError, ResponseError, SlotNotCoveredError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import TryAgainError
 from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from callflow.adapters.redis_batch import Command, CommandBatcher, _Caller, _drop, _fail
 from callflow.adapters.redis_client import as_text
-from callflow.adapters.redis_phone_lists import BLACKLIST_PREFIX, VIP_KEY, RedisPhoneLists, _LISTINGS, _SCAN_BATCH
+from callflow.adapters.redis_phone_lists import _LISTINGS, _SCAN_BATCH, BLACKLIST_PREFIX, VIP_KEY, RedisPhoneLists
 from callflow.domain.policy import PhoneListing
 from callflow.service_layer.ports import PhoneListsUnavailable
 
@@ -56,11 +64,11 @@ class ClusterCommandBatcher(CommandBatcher):
     def __init__(self, client: RedisCluster, max_lanes: int = 1) -> None:
         super().__init__(client, max_lanes)
         self._cluster = client
-        self._node_lanes: Dict[str, Any] = {}  # master name -> its idle lane (a connection of that node)
-        self._reloading: Optional["asyncio.Future[None]"] = None
+        self._node_lanes: dict[str, Any] = {}  # master name -> its idle lane (a connection of that node)
+        self._reloading: Optional[asyncio.Future[None]] = None
         self._next_reload = 0.0
 
-    async def _send(self, lane: Optional[Any], batch: List[_Caller]) -> None:
+    async def _send(self, lane: Optional[Any], batch: list[_Caller]) -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         give_up = loop.call_at(max(caller.deadline for caller in batch), task.cancel)  # type: ignore[union-attr]
@@ -87,12 +95,12 @@ class ClusterCommandBatcher(CommandBatcher):
             if self._waiting:
                 self._flush()
 
-    async def _replies_by_master(self, commands: List[Command]) -> List[Any]:
+    async def _replies_by_master(self, commands: list[Command]) -> list[Any]:
         cluster = self._cluster
         if not cluster.nodes_manager.slots_cache:  # the first batch: the slot map (one CLUSTER SLOTS)
             await cluster.nodes_manager.initialize()
-        groups: Dict[str, Tuple[Any, List[int]]] = {}
-        replies: List[Any] = [None] * len(commands)
+        groups: dict[str, tuple[Any, list[int]]] = {}
+        replies: list[Any] = [None] * len(commands)
         lost = False
         for i, command in enumerate(commands):
             try:
@@ -103,7 +111,7 @@ class ClusterCommandBatcher(CommandBatcher):
             groups.setdefault(node.name, (node, []))[1].append(i)
         answers = await asyncio.gather(*(self._on_master(node, [commands[i] for i in at])
                                          for node, at in groups.values()), return_exceptions=True)
-        for (node, at), answer in zip(groups.values(), answers):
+        for (_node, at), answer in zip(groups.values(), answers):
             if isinstance(answer, asyncio.CancelledError):
                 raise answer
             if isinstance(answer, BaseException):
@@ -144,7 +152,7 @@ class ClusterCommandBatcher(CommandBatcher):
         finally:
             self._reloading = None
 
-    async def _on_master(self, node: Any, commands: List[Command]) -> List[Any]:
+    async def _on_master(self, node: Any, commands: list[Command]) -> list[Any]:
         """The replies of one master to its commands, over its lane (made on first use, kept)."""
         lane = self._node_lanes.pop(node.name, None)
         if lane is None:

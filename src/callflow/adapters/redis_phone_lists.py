@@ -8,7 +8,8 @@ write and one connection (``CommandBatcher``, ADR 0024).
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Optional, Sequence, Set, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import Any, Callable, Optional, TypeVar
 
 from redis.asyncio import Redis
 
@@ -59,7 +60,7 @@ class RedisPhoneLists:
         return _LISTINGS[blacklisted > 0, vip == 1]
 
     async def blacklist_add(self, numbers: Sequence[str], ttl_s: int,
-                            ttls: Optional[Sequence[int]] = None) -> Set[str]:
+                            ttls: Optional[Sequence[int]] = None) -> set[str]:
         if not numbers:
             return set()
         pipe = self._client.pipeline(transaction=False)
@@ -70,14 +71,14 @@ class RedisPhoneLists:
         replies = await self._timed("blacklist_add", pipe.execute(), self._admin_timeout_s)
         return _listed_before(numbers, replies[::2])
 
-    async def blacklist_expiries(self, forms: Sequence[str]) -> Dict[str, Optional[int]]:
+    async def blacklist_expiries(self, forms: Sequence[str]) -> dict[str, Optional[int]]:
         if not forms:
             return {}
         pipe = self._client.pipeline(transaction=False)
         for form in forms:
             pipe.pttl(BLACKLIST_PREFIX + form)
         replies = await self._timed("blacklist_expiries", pipe.execute(), self._admin_timeout_s)
-        expiries: Dict[str, Optional[int]] = {}
+        expiries: dict[str, Optional[int]] = {}
         for form, pttl in zip(forms, replies):
             if pttl == -1:
                 expiries[form] = None
@@ -96,7 +97,7 @@ class RedisPhoneLists:
                 cursor, match=BLACKLIST_PREFIX + "*", count=_SCAN_BATCH)):
             yield key[len(BLACKLIST_PREFIX):]
 
-    async def vip_add(self, numbers: Sequence[str]) -> Set[str]:
+    async def vip_add(self, numbers: Sequence[str]) -> set[str]:
         if not numbers:
             return set()
         pipe = self._client.pipeline(transaction=False)
@@ -129,11 +130,11 @@ class RedisPhoneLists:
         return await timed_round_trip(op, awaitable, timeout_s, PhoneListsUnavailable)
 
 
-def _listed_before(numbers: Sequence[str], listed: Sequence[Any]) -> Set[str]:
+def _listed_before(numbers: Sequence[str], listed: Sequence[Any]) -> set[str]:
     """The numbers whose first occurrence in the batch found them listed (a number given twice is
     found by its second occurrence only because of its first)."""
-    seen: Set[str] = set()
-    before: Set[str] = set()
+    seen: set[str] = set()
+    before: set[str] = set()
     for number, was_listed in zip(numbers, listed):
         if number not in seen:
             seen.add(number)

@@ -14,15 +14,16 @@ others only add what their topology needs (ADR 0100):
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Optional, Union
+from collections.abc import AsyncIterator
+from typing import Any, Optional, Union
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
-from redis.asyncio.retry import Retry
 
 from callflow.adapters.redis_batch import CommandBatcher
 from callflow.adapters.redis_client import NO_CLIENT_SETINFO, WARM_CONNECTIONS, make_redis_client, warm_up

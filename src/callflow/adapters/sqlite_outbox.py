@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Optional
 
 from callflow import metrics
 from callflow.adapters.delivery.ports import OutboxEntry, OutboxStatus, OutboxUnavailable
@@ -32,7 +33,7 @@ class SQLiteOutbox:
         self._synchronous = synchronous
         self._max_batch = max_batch
         self._forget_delay_s = forget_delay_s
-        self._ops: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: Optional[threading.Thread] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._failure: Optional[str] = "outbox not opened"
@@ -78,7 +79,7 @@ class SQLiteOutbox:
     async def put(self, envelope: EventEnvelope) -> int:
         return int(await self._submit("put", (envelope, self._clock.now().timestamp())))
 
-    async def pending(self, after_id: int = 0, limit: int = 500) -> List[OutboxEntry]:
+    async def pending(self, after_id: int = 0, limit: int = 500) -> list[OutboxEntry]:
         return await self._submit("read", lambda store: store.pending(after_id, limit))
 
     async def mark_delivered(self, entry_ids: Sequence[int]) -> None:
@@ -102,7 +103,7 @@ class SQLiteOutbox:
             self._thread = None
         self._failure = "outbox closed"
 
-    def _submit(self, kind: str, arg: Any) -> "asyncio.Future[Any]":
+    def _submit(self, kind: str, arg: Any) -> asyncio.Future[Any]:
         # the loop the outbox thread reports to, asked for once in open(): not on every put
         future = (self._loop or asyncio.get_running_loop()).create_future()
         if self._failure is not None:
@@ -116,12 +117,12 @@ class SQLiteOutbox:
         self._write_failure = failure
         metrics.OUTBOX_USABLE.set(0 if failure else 1)
 
-    def _report(self, settled: List[Settled], depth_delta: int) -> None:
+    def _report(self, settled: list[Settled], depth_delta: int) -> None:
         """From the outbox thread: one hop to the loop per batch."""
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._settle, settled, depth_delta)
 
-    def _settle(self, settled: List[Settled], depth_delta: int) -> None:
+    def _settle(self, settled: list[Settled], depth_delta: int) -> None:
         """On the loop: resolve every future of a batch in one callback (one thread hop per batch)."""
         self._depth = max(0, self._depth + depth_delta)
         for op, ok, value in settled:

@@ -7,8 +7,9 @@ even when the table empties, so an id is a position in the FIFO for the whole li
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, List, Optional, Sequence, Tuple
+from typing import IO, Optional
 
 from callflow.adapters.delivery.ports import OutboxEntry, OutboxStatus, OutboxUnavailable
 from callflow.domain.envelope import EventEnvelope
@@ -43,7 +44,7 @@ class OutboxStore:
         self.path = path
 
     @classmethod
-    def open(cls, path: Path, synchronous: str = "FULL") -> "OutboxStore":
+    def open(cls, path: Path, synchronous: str = "FULL") -> OutboxStore:
         """Open (creating it and its directory when missing) and check the file; else OutboxUnavailable.
 
         Holds ``<file>.lock`` so a second server cannot drain the same outbox (the kernel drops the
@@ -68,9 +69,9 @@ class OutboxStore:
             raise OutboxUnavailable(f"outbox {path} is unusable ({exc}); move it aside to start afresh") from exc
         return cls(db, path, lock)
 
-    def write(self, inserts: Sequence[Tuple[EventEnvelope, float]], deletes: Sequence[int]) -> Tuple[List[int], int]:
+    def write(self, inserts: Sequence[tuple[EventEnvelope, float]], deletes: Sequence[int]) -> tuple[list[int], int]:
         """Inserts and deletes of many callers in ONE transaction (group commit): one sync for all."""
-        ids: List[int] = []
+        ids: list[int] = []
         deleted = 0
         with self._transaction():
             for envelope, stored_at in inserts:
@@ -84,7 +85,7 @@ class OutboxStore:
                 deleted = max(cursor.rowcount, 0)
         return ids, deleted
 
-    def pending(self, after_id: int, limit: int) -> List[OutboxEntry]:
+    def pending(self, after_id: int, limit: int) -> list[OutboxEntry]:
         rows = self._db.execute(
             "SELECT id, routing_key, message_id, body, stored_at FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
@@ -102,7 +103,7 @@ class OutboxStore:
         self._db.close()
         self._lock.close()
 
-    def _transaction(self) -> "_Transaction":
+    def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 
 

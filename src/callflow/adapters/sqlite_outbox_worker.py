@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import time
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Optional
 
 from callflow.adapters.delivery.ports import OutboxUnavailable
 from callflow.adapters.sqlite_outbox_store import OutboxStore
@@ -18,8 +18,8 @@ from callflow.logging import get_logger
 STOP = object()
 _log = get_logger("callflow.outbox")
 
-Settled = Tuple["OutboxOp", bool, Any]  # the op, ok, its result or the exception to raise
-Report = Callable[[List[Settled], int], None]  # settled ops and the change of depth
+Settled = tuple["OutboxOp", bool, Any]  # the op, ok, its result or the exception to raise
+Report = Callable[[list[Settled], int], None]  # settled ops and the change of depth
 
 
 class OutboxOp:
@@ -34,11 +34,11 @@ class OutboxOp:
 class OutboxWorker:
     """Runs on one thread (``run``) until ``STOP`` is queued; answers each op through ``report``."""
 
-    def __init__(self, store: OutboxStore, ops: "queue.SimpleQueue[Any]", report: Report,
+    def __init__(self, store: OutboxStore, ops: queue.SimpleQueue[Any], report: Report,
                  max_batch: int = 1024, forget_delay_s: float = 0.2) -> None:
         self._store, self._ops, self._report = store, ops, report
         self._max_batch, self._forget_delay_s = max_batch, forget_delay_s
-        self._deferred: List[OutboxOp] = []  # mark-delivered waiting to ride along
+        self._deferred: list[OutboxOp] = []  # mark-delivered waiting to ride along
         self._flush_at = 0.0
 
     def run(self) -> None:
@@ -61,7 +61,7 @@ class OutboxWorker:
     def _due(self) -> bool:
         return bool(self._deferred) and time.monotonic() >= self._flush_at
 
-    def _next_batch(self) -> Tuple[List[OutboxOp], bool]:
+    def _next_batch(self) -> tuple[list[OutboxOp], bool]:
         timeout: Optional[float] = None
         if self._deferred:
             timeout = max(0.0, self._flush_at - time.monotonic())
@@ -82,7 +82,7 @@ class OutboxWorker:
             batch.append(op)
         return batch, False
 
-    def _run_or_fail(self, others: List[OutboxOp], deletes: List[OutboxOp]) -> None:
+    def _run_or_fail(self, others: list[OutboxOp], deletes: list[OutboxOp]) -> None:
         """Never let a caller wait forever: whatever goes wrong, each op gets an answer."""
         try:
             self._run(others, deletes)
@@ -91,9 +91,9 @@ class OutboxWorker:
             failure = OutboxUnavailable(f"outbox failed: {exc}")
             self._report([(op, False, failure) for op in others + deletes], 0)
 
-    def _run(self, others: List[OutboxOp], deletes: List[OutboxOp]) -> None:
+    def _run(self, others: list[OutboxOp], deletes: list[OutboxOp]) -> None:
         puts = [op for op in others if op.kind == "put"]
-        settled: List[Settled] = []
+        settled: list[Settled] = []
         delta = 0
         if puts or deletes:
             written, delta = self._write(puts, deletes)
@@ -103,7 +103,7 @@ class OutboxWorker:
                 settled.append(self._read(op))
         self._report(settled, delta)
 
-    def _write(self, puts: List[OutboxOp], deletes: List[OutboxOp]) -> Tuple[List[Settled], int]:
+    def _write(self, puts: list[OutboxOp], deletes: list[OutboxOp]) -> tuple[list[Settled], int]:
         delete_ids = [entry_id for op in deletes for entry_id in op.arg]
         try:
             ids, deleted = self._store.write([op.arg for op in puts], delete_ids)
@@ -111,7 +111,7 @@ class OutboxWorker:
             _log.error("outbox write failed", error=repr(exc), puts=len(puts))
             failure = OutboxUnavailable(f"outbox write failed: {exc}")
             return [(op, False, failure) for op in puts + deletes], 0
-        settled: List[Settled] = [(op, True, entry_id) for op, entry_id in zip(puts, ids)]
+        settled: list[Settled] = [(op, True, entry_id) for op, entry_id in zip(puts, ids)]
         settled += [(op, True, None) for op in deletes]
         return settled, len(ids) - deleted
 

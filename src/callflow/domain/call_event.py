@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Dict, Mapping
 
 from callflow.domain.call_metrics import CallMetrics
 
@@ -39,13 +39,13 @@ class CallValues:
     agi_channel: str = ""
 
     @classmethod
-    def from_dialplan(cls, values: Mapping[str, str], env: Mapping[str, str]) -> "CallValues":
+    def from_dialplan(cls, values: Mapping[str, str], env: Mapping[str, str]) -> CallValues:
         """From ``{DIALPLAN_NAME: value}`` and the ``agi_*`` header block."""
         given = {name.lower(): values.get(name) or "" for name in DIALPLAN_NAMES}
         agi = {key: env.get(key) or "" for key in ("agi_uniqueid", "agi_callerid", "agi_channel")}
         return cls(**given, **agi)
 
-    def as_raw(self) -> Dict[str, str]:
+    def as_raw(self) -> dict[str, str]:
         """Every value under the name it has in the dialplan (or the AGI header), for error reports."""
         raw = OrderedDict((name, getattr(self, name.lower())) for name in DIALPLAN_NAMES)
         raw.update(agi_uniqueid=self.agi_uniqueid, agi_callerid=self.agi_callerid, agi_channel=self.agi_channel)
@@ -77,10 +77,10 @@ class CallEvent:
     channel: str
     metrics: CallMetrics = field(default_factory=CallMetrics)
 
-    def to_dict(self) -> Dict[str, object]:
+    def to_dict(self) -> dict[str, object]:
         """Field order is part of the contract: the generated ``__init__`` sets the fields in their
         declared order, so the instance's ``__dict__`` holds them in that order (a test pins it)."""
-        body: Dict[str, object] = dict(self.__dict__)
+        body: dict[str, object] = dict(self.__dict__)
         body["metrics"] = self.metrics.as_dict()  # replaced in place: stays last
         return body
 
@@ -92,6 +92,6 @@ class CallEvent:
 _ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps builds one per call with these options
 
 
-def encode_json(body: Dict[str, object]) -> bytes:
+def encode_json(body: dict[str, object]) -> bytes:
     """Compact-ish JSON, non-ASCII kept as UTF-8 (a lone surrogate, never valid UTF-8, becomes ``?``)."""
     return _ENCODER.encode(body).encode("utf-8", "replace")

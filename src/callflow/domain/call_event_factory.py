@@ -3,12 +3,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import FrozenSet, Optional, Tuple
+from typing import Optional
 
 from callflow.domain.call_event import CallEvent, CallValues, encode_json
 from callflow.domain.call_metrics import MetricsCalculator
 from callflow.domain.call_times import (
-    UnparseableTime, epoch_of_asterisk_id, parse_answer_time, utc_timestamp, wall_clock, whole_seconds,
+    UnparseableTime,
+    epoch_of_asterisk_id,
+    parse_answer_time,
+    utc_timestamp,
+    wall_clock,
+    whole_seconds,
 )
 from callflow.domain.envelope import INVALID_ROUTING_KEY, EventEnvelope, routing_key_for
 from callflow.domain.errors import InvalidEvent, InvalidPhoneNumber
@@ -23,7 +28,7 @@ class BuiltEvent:
     """An event and what was odd but not fatal in its input (for the log, not for consumers)."""
 
     event: CallEvent
-    warnings: Tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def envelope(self) -> EventEnvelope:
         return EventEnvelope.of(routing_key_for(self.event.customer_id), self.event.to_json())
@@ -32,7 +37,7 @@ class BuiltEvent:
 class CallEventFactory:
     """Applies the field rules: fallbacks, canonical phone, wall-clock times, durations, metrics."""
 
-    def __init__(self, zone: tzinfo, terminal_statuses: FrozenSet[str], region: str,
+    def __init__(self, zone: tzinfo, terminal_statuses: frozenset[str], region: str,
                  metrics: Optional[MetricsCalculator] = None) -> None:
         self._zone = zone
         self._terminal = frozenset(s.lower() for s in terminal_statuses)
@@ -62,7 +67,7 @@ class CallEventFactory:
         )
         return BuiltEvent(event, warnings)
 
-    def _answer(self, raw: str) -> Tuple[Optional[datetime], Tuple[str, ...]]:
+    def _answer(self, raw: str) -> tuple[Optional[datetime], tuple[str, ...]]:
         try:
             return parse_answer_time(raw, self._zone), ()
         except UnparseableTime as unparseable:

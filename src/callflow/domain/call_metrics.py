@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
 
 DIRECTIONS = ("inbound", "outbound", "internal")
 
@@ -19,7 +18,7 @@ class CallMetrics:
     outbound: int = 0
     internal: int = 0
 
-    def as_dict(self) -> Dict[str, int]:
+    def as_dict(self) -> dict[str, int]:
         return {
             "ivr": self.ivr,
             "ring": self.ring,

@@ -29,7 +29,7 @@ class EventEnvelope:
     message_id: str
 
     @classmethod
-    def of(cls, routing_key: str, body: bytes) -> "EventEnvelope":
+    def of(cls, routing_key: str, body: bytes) -> EventEnvelope:
         return cls(routing_key, body, message_id_of(routing_key, body))
 
     @property

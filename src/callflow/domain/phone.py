@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Optional
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat
@@ -66,7 +66,7 @@ class PhoneNumber:
         return None if self._parsed is None else _national_form(self._parsed, self._region)
 
     @classmethod
-    def parse(cls, raw: str, region: str) -> "PhoneNumber":
+    def parse(cls, raw: str, region: str) -> PhoneNumber:
         """Read ``raw`` in ``region``; raises ``InvalidPhoneNumber`` saying what is wrong.
 
         Memoised: reading a number costs about 120 us of phonenumbers' regular expressions, and the
@@ -79,7 +79,7 @@ class PhoneNumber:
         return _parse(text, region)
 
     @classmethod
-    def _read(cls, text: str, region: str) -> "PhoneNumber":
+    def _read(cls, text: str, region: str) -> PhoneNumber:
         dialled = _SEPARATORS.sub("", text)
         if _DIALLABLE.fullmatch(dialled) is None:
             raise InvalidPhoneNumber(f"{text!r} is not a phone number: only digits, a leading '+' and separators")
@@ -93,7 +93,7 @@ class PhoneNumber:
             raise InvalidPhoneNumber(f"{text!r} has {len(dialled)} digits (at most {MAX_DIGITS})")
         return cls(canonical=dialled, raw=text, recognised=False)
 
-    def lookup_forms(self) -> Tuple[str, ...]:
+    def lookup_forms(self) -> tuple[str, ...]:
         """The distinct forms other tools may have stored this number under, canonical first.
 
         Canonical, national (``0912406496``), ``+`` E.164 (``+84912406496``), dialled from the default

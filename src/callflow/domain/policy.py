@@ -6,7 +6,6 @@ The four channel variables are a contract with dialplans (SPEC §1): ``PHONE_BLA
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
 
 BLACKLIST, VIP, NORMAL = "blacklist", "vip", "normal"
 OK, DEGRADED, ERROR = "OK", "DEGRADED", "ERROR"
@@ -30,7 +29,7 @@ class PolicyResult:
     blacklisted: bool = False
     vip: bool = False
 
-    def variables(self) -> Tuple[Tuple[str, str], ...]:
+    def variables(self) -> tuple[tuple[str, str], ...]:
         """Policy first (what a dialplan branches on), the status last (set means all are set)."""
         return (
             ("PHONE_POLICY", self.policy),

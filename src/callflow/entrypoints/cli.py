@@ -14,7 +14,8 @@ import importlib
 import signal
 import sys
 import threading
-from typing import Dict, Iterator, List, Optional, Tuple
+from collections.abc import Iterator
+from typing import Optional
 
 from callflow import __version__
 from callflow.logging import configure_logging
@@ -30,7 +31,7 @@ COMMAND_MODULES = (
 )
 #: each command's one-line help and the module that registers it: a command's module (and the
 #: libraries it needs: Redis, RabbitMQ, the container) is imported only when that command runs
-COMMANDS: Dict[str, Tuple[str, str]] = {
+COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("run the FastAGI server", COMMAND_MODULES[0]),
     "stats": ("calls of a customer per status (Redis stats:calls:* sets)", COMMAND_MODULES[1]),
     "blacklist": ("blocked numbers (Redis phone:blacklist:*, entries expire)", COMMAND_MODULES[2]),
@@ -103,8 +104,8 @@ def command_help(name: str) -> str:
     return COMMANDS[name][0]
 
 
-def add_command_group(subparsers: "argparse._SubParsersAction", name: str, description: str,
-                      verb_dest: str) -> "argparse._SubParsersAction":
+def add_command_group(subparsers: argparse._SubParsersAction, name: str, description: str,
+                      verb_dest: str) -> argparse._SubParsersAction:
     """``callflow NAME VERB ...``: the command, its help from ``COMMANDS``; returns its verbs."""
     parser = subparsers.add_parser(name, help=command_help(name), description=description)
     verbs = parser.add_subparsers(dest=verb_dest, metavar="VERB")
@@ -130,7 +131,7 @@ def build_parser(command: Optional[str] = _EVERY_COMMAND) -> argparse.ArgumentPa
     return parser
 
 
-def _command_word(argv: List[str]) -> Optional[str]:
+def _command_word(argv: list[str]) -> Optional[str]:
     """The command asked for: the first argument that is not an option (the top level has only
     ``--help`` and ``--version``, which take no value)."""
     return next((arg for arg in argv if not arg.startswith("-")), None)
@@ -140,7 +141,7 @@ def _stopped_while_loading(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = _command_word(argv)
     if command == "serve" and threading.current_thread() is threading.main_thread():

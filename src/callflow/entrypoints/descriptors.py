@@ -10,7 +10,7 @@ its fallback at once, which is better than no answer.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, NamedTuple, Tuple
+from typing import Any, NamedTuple
 
 from callflow.entrypoints.agi.header_phase import ACCEPT_BATCH
 
@@ -29,14 +29,14 @@ _NR_OPEN_DEFAULT = 1 << 20
 class DescriptorBudget(NamedTuple):
     limit: int  # the soft limit in effect after raising it
     needed: int  # what the configured bounds need
-    bounds: Dict[str, int]  # the bounds to use (the configured ones when they fit)
+    bounds: dict[str, int]  # the bounds to use (the configured ones when they fit)
 
     @property
     def fits(self) -> bool:
         return self.limit >= self.needed
 
 
-def raise_soft_limit() -> Tuple[int, int]:
+def raise_soft_limit() -> tuple[int, int]:
     """Soft limit up to the hard one (or fs.nr_open when unlimited); returns (soft, hard) in effect."""
     if resource is None:
         return -1, -1

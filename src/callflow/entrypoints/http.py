@@ -19,19 +19,20 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, Callable, Optional, Union
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from callflow.adapters.redis_topology import ping as redis_ping
 from callflow.entrypoints.agi.access import IpNetwork, SourceNetworks
 from callflow.entrypoints.agi.header_phase import HeaderPhase, HeaderPhaseFull
-from callflow.adapters.redis_topology import ping as redis_ping
 from callflow.logging import get_logger
 from callflow.metrics import REGISTRY
 
 #: True: ready; False: "unreachable"; a string: why not ready
 ReadinessCheck = Callable[[], Awaitable[Union[bool, str]]]
-Response = Tuple[int, str, bytes]
+Response = tuple[int, str, bytes]
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
@@ -84,7 +85,7 @@ class OpsHttpServer:
         allowed: Optional[Sequence[IpNetwork]] = None,
     ) -> None:
         self._host, self._port = host, port
-        self._checks: Dict[str, ReadinessCheck] = dict(checks or {})
+        self._checks: dict[str, ReadinessCheck] = dict(checks or {})
         self._registry = registry
         self._check_timeout_s = check_timeout_s
         self._request_timeout_s = request_timeout_s
@@ -121,14 +122,14 @@ class OpsHttpServer:
             await self._server.wait_closed()
             self._server = None
 
-    async def readiness(self) -> Tuple[bool, Dict[str, str]]:
+    async def readiness(self) -> tuple[bool, dict[str, str]]:
         """Runs every check together: (ready, {name: "ok" | why it failed})."""
         names = list(self._checks)
         results = await asyncio.gather(*(self._run_check(self._checks[n]) for n in names))
         report = dict(zip(names, results))
         return (not self.draining and all(r == "ok" for r in results)), report
 
-    async def liveness(self) -> Tuple[bool, bytes]:
+    async def liveness(self) -> tuple[bool, bytes]:
         """/healthz: this loop answers (a supervisor of workers asks each of them, ADR 0112)."""
         return True, b"ok\n"
 
@@ -177,7 +178,7 @@ class OpsHttpServer:
             _log.warning("http connection turned away", reason=reason, source=host, waiting=len(self._waiting))
         return False
 
-    async def _respond(self, reader: asyncio.StreamReader, writer: Any = None) -> Tuple[int, str, bytes, bool]:
+    async def _respond(self, reader: asyncio.StreamReader, writer: Any = None) -> tuple[int, str, bytes, bool]:
         try:
             request_line = await asyncio.wait_for(
                 _read_head(reader, self._max_request_bytes), self._request_timeout_s
@@ -187,7 +188,7 @@ class OpsHttpServer:
         except (ValueError, asyncio.LimitOverrunError):
             return 431, _TEXT, b"request head too large\n", False
         except asyncio.IncompleteReadError:
-            raise ConnectionError("closed before the request head ended")
+            raise ConnectionError("closed before the request head ended") from None
         finally:
             self._waiting.discard(writer)  # its request is in: no longer an idle connection
         parts = request_line.split()

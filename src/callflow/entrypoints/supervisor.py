@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Optional
 
 from prometheus_client.multiprocess import mark_process_dead
 
@@ -80,7 +80,7 @@ async def _supervise(settings: Settings) -> int:
     return await Supervisor(settings, settings.worker_count).run()
 
 
-def reserve_port(host: str, port: int) -> Tuple[List[socket.socket], int]:
+def reserve_port(host: str, port: int) -> tuple[list[socket.socket], int]:
     """Sockets bound to ``host:port`` with ``SO_REUSEPORT``, not listening (they get no connection);
     the port (the one chosen when 0). ``OSError`` when something else listens there already."""
     infos = list(dict.fromkeys(socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
@@ -92,7 +92,7 @@ def reserve_port(host: str, port: int) -> Tuple[List[socket.socket], int]:
                 if family == socket.AF_INET6:
                     probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 probe.bind(address)
-    held: List[socket.socket] = []
+    held: list[socket.socket] = []
     try:
         for family, kind, proto, _, address in infos:
             sock = socket.socket(family, kind, proto)
@@ -260,7 +260,7 @@ class Supervisor:
             await asyncio.sleep(0.05)
         return self._stop.is_set()  # a signal during start-up: stop as usual
 
-    async def _wait_all(self, slots: List["asyncio.Future[None]"]) -> bool:
+    async def _wait_all(self, slots: list[asyncio.Future[None]]) -> bool:
         """Every slot ended within the longest a drain may take; the rest are killed (False)."""
         s = self.settings
         limit = s.drain_timeout_s + 2 * s.fallback_grace_ms / 1000 + s.outbox_flush_timeout_s + 15

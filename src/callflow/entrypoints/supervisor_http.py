@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -22,7 +23,7 @@ from callflow.entrypoints.agi.access import IpNetwork
 from callflow.entrypoints.http import OpsHttpServer
 
 PROBE_TIMEOUT_S = 1.0
-Workers = Callable[[], List[Any]]  # each with slot, pid, alive, http_port
+Workers = Callable[[], list[Any]]  # each with slot, pid, alive, http_port
 
 
 class SupervisorHttp(OpsHttpServer):
@@ -37,10 +38,10 @@ class SupervisorHttp(OpsHttpServer):
         super().__init__(host, port, registry=registry, max_connections=max_connections, allowed=allowed)
         self._workers = workers
 
-    async def readiness(self) -> Tuple[bool, Dict[str, Any]]:  # type: ignore[override]
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:  # type: ignore[override]
         workers = self._workers()
         answers = await asyncio.gather(*(probe(w, "/readyz") for w in workers))
-        report: Dict[str, Any] = {}
+        report: dict[str, Any] = {}
         for worker, (_, body) in zip(workers, answers):
             try:
                 detail = json.loads(body)
@@ -51,7 +52,7 @@ class SupervisorHttp(OpsHttpServer):
         ready = not self.draining and all(status == 200 for status, _ in answers)
         return ready, report
 
-    async def liveness(self) -> Tuple[bool, bytes]:
+    async def liveness(self) -> tuple[bool, bytes]:
         workers = self._workers()
         answers = await asyncio.gather(*(probe(w, "/healthz") for w in workers))
         lines = [f"worker-{w.slot} pid {w.pid}: " + ("ok" if status == 200 else body.decode(errors="replace").strip())
@@ -60,7 +61,7 @@ class SupervisorHttp(OpsHttpServer):
         return alive, ("\n".join(["ok" if alive else "not every worker answers"] + lines) + "\n").encode()
 
 
-async def probe(worker: Any, path: str) -> Tuple[int, bytes]:
+async def probe(worker: Any, path: str) -> tuple[int, bytes]:
     """(status, body) of the worker's own ``path``; (0, why) when it does not answer."""
     if not worker.alive or not worker.http_port:
         return 0, b"not running" if not worker.alive else b"starting"
@@ -83,7 +84,7 @@ class _SupervisorCollector:
                                   value=self._restarts())
 
 
-async def _get(host: str, port: int, path: str) -> Tuple[int, bytes]:
+async def _get(host: str, port: int, path: str) -> tuple[int, bytes]:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())

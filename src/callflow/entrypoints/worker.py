@@ -39,7 +39,7 @@ class WorkerSlot:
     def __init__(self, slot: int, workers: int, supervisor_pid: int, run_dir: Path, base_outbox: Path) -> None:
         self.slot, self.workers, self.supervisor_pid = slot, workers, supervisor_pid
         self.run_dir, self.base_outbox = run_dir, base_outbox
-        self._refresher: Optional["asyncio.Task[None]"] = None
+        self._refresher: Optional[asyncio.Task[None]] = None
 
     def settings_for(self, settings: Settings) -> Settings:
         """The slot's own files and a private HTTP port; everything else as configured."""

@@ -3,8 +3,9 @@ statistics' result (see ``record_call_event``)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
-from typing import Awaitable, Coroutine, Optional, Tuple
+from typing import Optional
 
 from callflow.service_layer.ports import Stored
 
@@ -22,7 +23,7 @@ class EventOutcome:
     call_id: str = ""
     confirmed: bool = False  # the broker confirmed it within the wait (else it waits in the outbox)
     stats_error: str = ""  # why the call-status sets were not updated ("" when they were)
-    warnings: Tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 class EventRecording:
@@ -32,12 +33,12 @@ class EventRecording:
 
     def __init__(self) -> None:
         loop = asyncio.get_running_loop()
-        self._custody: "asyncio.Future[bool]" = loop.create_future()
-        self._answer: "asyncio.Future[EventOutcome]" = loop.create_future()
-        self._storing: "Optional[asyncio.Future[Stored]]" = None
-        self._work: "Optional[asyncio.Future[EventOutcome]]" = None
+        self._custody: asyncio.Future[bool] = loop.create_future()
+        self._answer: asyncio.Future[EventOutcome] = loop.create_future()
+        self._storing: Optional[asyncio.Future[Stored]] = None
+        self._work: Optional[asyncio.Future[EventOutcome]] = None
 
-    def run(self, work: "Coroutine[object, object, EventOutcome]") -> None:
+    def run(self, work: Coroutine[object, object, EventOutcome]) -> None:
         self._work = asyncio.ensure_future(work)
         self._work.add_done_callback(self._ended)
 
@@ -74,7 +75,7 @@ class EventRecording:
         self._running().cancel()
 
     # --- told by RecordCallEvent as the work goes on ---------------------------------------------
-    async def stored(self, storing: "Awaitable[Stored]") -> Stored:
+    async def stored(self, storing: Awaitable[Stored]) -> Stored:
         """Waits for the storing, which goes on (and decides custody) if this work is stopped."""
         self._storing = asyncio.ensure_future(storing)
         self._storing.add_done_callback(self._storing_ended)
@@ -88,14 +89,14 @@ class EventRecording:
             self._answer.set_result(outcome)
         return outcome
 
-    def _running(self) -> "asyncio.Future[EventOutcome]":
+    def _running(self) -> asyncio.Future[EventOutcome]:
         assert self._work is not None, "run() first"
         return self._work
 
-    def _storing_ended(self, storing: "asyncio.Future[Stored]") -> None:
+    def _storing_ended(self, storing: asyncio.Future[Stored]) -> None:
         self._decide(_stored(storing))
 
-    def _ended(self, _work: "asyncio.Future[EventOutcome]") -> None:
+    def _ended(self, _work: asyncio.Future[EventOutcome]) -> None:
         if self._storing is None:  # stopped or failed before the event was handed over
             self._decide(False)
 
@@ -104,5 +105,5 @@ class EventRecording:
             self._custody.set_result(held)
 
 
-def _stored(storing: "asyncio.Future[Stored]") -> bool:
+def _stored(storing: asyncio.Future[Stored]) -> bool:
     return storing.done() and not storing.cancelled() and storing.exception() is None

@@ -1,8 +1,9 @@
 """Use cases of the admin CLI on the phone lists: add (one number or a whole file) and remove."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, FrozenSet, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Optional
 
 from callflow.domain.errors import InvalidPhoneNumber
 from callflow.domain.phone import PhoneNumber, is_anonymous
@@ -27,12 +28,12 @@ class AddReport:
     renewed), numbers refused."""
 
     added: int = 0
-    rejected: List[RejectedNumber] = field(default_factory=list)
+    rejected: list[RejectedNumber] = field(default_factory=list)
     already: int = 0
 
 
 #: hears of each batch written: the report so far, the batch's canonical numbers, those already listed
-Progress = Callable[[AddReport, Tuple[str, ...], FrozenSet[str]], None]
+Progress = Callable[[AddReport, tuple[str, ...], frozenset[str]], None]
 #: (line, text) or (line, text, seconds): a row of its own TTL ("" or absent: the one given to execute)
 NumberRow = Sequence
 
@@ -57,8 +58,8 @@ class AddNumbers:
     async def execute(self, list_name: str, numbers: Iterable[NumberRow], ttl_s: int = 0,
                       progress: Optional[Progress] = None) -> AddReport:
         report = AddReport()
-        batch: List[str] = []
-        ttls: List[int] = []
+        batch: list[str] = []
+        ttls: list[int] = []
         for row in numbers:
             line, text = row[0], row[1]
             ttl = _row_ttl(row, ttl_s)
@@ -85,7 +86,7 @@ class AddNumbers:
             report.rejected.append(RejectedNumber(line, text, str(error)))
             return None
 
-    async def _write(self, list_name: str, batch: List[str], ttls: List[int], report: AddReport,
+    async def _write(self, list_name: str, batch: list[str], ttls: list[int], report: AddReport,
                      progress: Optional[Progress]) -> None:
         if not batch:
             return

@@ -6,8 +6,9 @@ publisher) belong to the delivery adapter: ``adapters/delivery/ports.py``.
 """
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from datetime import datetime
-from typing import AsyncIterator, Awaitable, Dict, Optional, Protocol, Sequence, Set
+from typing import Optional, Protocol
 
 from callflow.domain.envelope import EventEnvelope
 from callflow.domain.policy import PhoneListing
@@ -33,12 +34,12 @@ class PhoneLists(Protocol):
         ...
 
     async def blacklist_add(self, numbers: Sequence[str], ttl_s: int,
-                            ttls: Optional[Sequence[int]] = None) -> Set[str]:
+                            ttls: Optional[Sequence[int]] = None) -> set[str]:
         """Blacklist each of ``numbers`` for ``ttl_s`` seconds (0: until removed), or for its own
         ``ttls[i]`` when given; re-adding renews. Returns the numbers that were listed before the call."""
         ...
 
-    async def blacklist_expiries(self, forms: Sequence[str]) -> Dict[str, Optional[int]]:
+    async def blacklist_expiries(self, forms: Sequence[str]) -> dict[str, Optional[int]]:
         """Seconds left for each listed one of ``forms`` (rounded up; None: no expiry); unlisted ones
         are left out."""
         ...
@@ -51,7 +52,7 @@ class PhoneLists(Protocol):
         """Every blacklisted form, in no particular order."""
         ...
 
-    async def vip_add(self, numbers: Sequence[str]) -> Set[str]:
+    async def vip_add(self, numbers: Sequence[str]) -> set[str]:
         """Make each of ``numbers`` a VIP; returns those that were before the call."""
         ...
 
@@ -72,7 +73,7 @@ class PhoneListsUnavailable(Exception):
 class EventDelivery(Protocol):
     """Takes an event into durable custody, then gets it to the broker (now or later, in order)."""
 
-    def store(self, envelope: EventEnvelope, wait_s: float) -> "Awaitable[Stored]":
+    def store(self, envelope: EventEnvelope, wait_s: float) -> Awaitable[Stored]:
         """Take ``envelope`` into durable custody: the awaitable ends once it is stored.
 
         It raises ``DeliveryRefused`` when the event could not be stored (it is then NOT
@@ -105,11 +106,11 @@ class CallStats(Protocol):
         """Add ``call_id`` to the set of ``call_status``. Raises ``CallStatsUnavailable``."""
         ...
 
-    async def members(self, customer_id: str, call_status: str) -> Set[str]:
+    async def members(self, customer_id: str, call_status: str) -> set[str]:
         """The call ids in the set (empty when there is none). Raises ``CallStatsUnavailable``."""
         ...
 
-    async def counts(self, customer_id: str) -> Dict[str, int]:
+    async def counts(self, customer_id: str) -> dict[str, int]:
         """``{call_status: number of calls}`` for every set of the customer. Raises ``CallStatsUnavailable``."""
         ...
 

@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Dict, List, Optional, Protocol, Set
+from typing import Optional, Protocol
 
-from callflow.adapters.delivery.ports import DeliveryMonitor, EventPublisher, Outbox, OutboxEntry, OutboxUnavailable, PublishFailed
+from callflow.adapters.delivery.ports import (
+    DeliveryMonitor,
+    EventPublisher,
+    Outbox,
+    OutboxEntry,
+    OutboxUnavailable,
+    PublishFailed,
+)
 
 
 class DispatchListener(Protocol):
@@ -32,15 +39,15 @@ class Dispatcher:
     ) -> None:
         self._outbox, self._publisher, self._monitor = outbox, publisher, monitor
         self._listener = listener
-        self.in_flight: Set[int] = set()
+        self.in_flight: set[int] = set()
         self.publishing = 0  # publishes awaiting their confirm
         self.confirmed_total = 0
-        self._waiters: Dict[int, "asyncio.Future[bool]"] = {}
-        self._to_forget: List[int] = []
-        self._forgetter: Optional["asyncio.Task[None]"] = None
-        self._tasks: Set["asyncio.Future[None]"] = set()
+        self._waiters: dict[int, asyncio.Future[bool]] = {}
+        self._to_forget: list[int] = []
+        self._forgetter: Optional[asyncio.Task[None]] = None
+        self._tasks: set[asyncio.Future[None]] = set()
 
-    def confirmation(self, entry_id: int) -> "asyncio.Future[bool]":
+    def confirmation(self, entry_id: int) -> asyncio.Future[bool]:
         """A future that turns True when the entry is confirmed, False when its publish fails."""
         waiter = asyncio.get_running_loop().create_future()
         self._waiters[entry_id] = waiter

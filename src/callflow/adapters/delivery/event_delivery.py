@@ -23,7 +23,7 @@ class OutboxEventDelivery:
         self._relay = relay
         self._clock = clock
 
-    def store(self, envelope: EventEnvelope, wait_s: float) -> "asyncio.Future[StoredEvent]":
+    def store(self, envelope: EventEnvelope, wait_s: float) -> asyncio.Future[StoredEvent]:
         # a task of its own: once stored, the entry must reach the relay even if our caller is cancelled
         return asyncio.ensure_future(self._take_custody(envelope, wait_s))
 
@@ -31,7 +31,7 @@ class OutboxEventDelivery:
         """``store`` and ``confirmed`` in one call: True when confirmed within ``wait_s``."""
         return await (await asyncio.shield(self.store(envelope, wait_s))).confirmed()
 
-    async def _take_custody(self, envelope: EventEnvelope, wait_s: float) -> "StoredEvent":
+    async def _take_custody(self, envelope: EventEnvelope, wait_s: float) -> StoredEvent:
         try:
             entry_id = await self._outbox.put(envelope)
         except OutboxUnavailable as exc:
@@ -44,7 +44,7 @@ class StoredEvent:
     """Implements Stored: an entry of the outbox, and the relay's word on its confirm (None: nobody
     waits for it, or the broker is unreachable)."""
 
-    def __init__(self, relay: OutboxRelay, entry_id: int, confirmation: "Optional[asyncio.Future[bool]]",
+    def __init__(self, relay: OutboxRelay, entry_id: int, confirmation: Optional[asyncio.Future[bool]],
                  wait_s: float) -> None:
         self._relay = relay
         self._entry_id = entry_id

@@ -1,14 +1,14 @@
 """The relay's reports, as an operator sees them: the outbox depth gauge and one log line per change."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 from callflow import metrics
 from callflow.logging import get_logger
 
 _log = get_logger("callflow.outbox")
 #: depth of each outbox this process relays ("": its own; a path: a stranded one it relays)
-_DEPTHS: Dict[str, int] = {}
+_DEPTHS: dict[str, int] = {}
 
 
 class LoggingDeliveryMonitor:
@@ -20,7 +20,7 @@ class LoggingDeliveryMonitor:
 
     def __init__(self, outbox: Optional[str] = None) -> None:
         self._key = outbox or ""
-        self._fields: Dict[str, Any] = {"outbox": outbox} if outbox else {}
+        self._fields: dict[str, Any] = {"outbox": outbox} if outbox else {}
 
     def depth_changed(self, depth: int) -> None:
         self._set(depth)

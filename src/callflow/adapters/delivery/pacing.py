@@ -3,7 +3,7 @@ check that nothing stored is left behind while it is live."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Callable, Optional, Set
+from typing import TYPE_CHECKING, Callable, Optional
 
 from callflow.adapters.delivery.ports import DeliveryMonitor, Outbox, OutboxUnavailable
 
@@ -46,7 +46,7 @@ class Backlog:
     when no entry up to ``until`` is still awaiting its confirm.
     """
 
-    def __init__(self, monitor: DeliveryMonitor, dispatcher: "Dispatcher") -> None:
+    def __init__(self, monitor: DeliveryMonitor, dispatcher: Dispatcher) -> None:
         self._monitor = monitor
         self._dispatcher = dispatcher
         self._since: Optional[float] = None
@@ -88,9 +88,9 @@ class StrayCheck:
         self.period_s = period_s
         self._sample = sample
         self._next = 0.0
-        self._suspects: Set[int] = set()
+        self._suspects: set[int] = set()
 
-    async def finds_strays(self, outbox: Outbox, accounted: Callable[[], Set[int]]) -> bool:
+    async def finds_strays(self, outbox: Outbox, accounted: Callable[[], set[int]]) -> bool:
         """True when an entry not ``accounted`` for was not accounted for at the last check either."""
         now = asyncio.get_running_loop().time()
         if now < self._next:

@@ -7,8 +7,9 @@ an in-memory one, checked by the same contract suites under ``tests/contracts/``
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import List, Optional, Protocol, Sequence
+from typing import Optional, Protocol
 
 from callflow.domain.envelope import EventEnvelope
 
@@ -42,7 +43,7 @@ class Outbox(Protocol):
         """Store ``envelope``; durable when it returns. Returns the entry id. Raises ``OutboxUnavailable``."""
         ...
 
-    async def pending(self, after_id: int = 0, limit: int = 500) -> List[OutboxEntry]:
+    async def pending(self, after_id: int = 0, limit: int = 500) -> list[OutboxEntry]:
         """Up to ``limit`` entries with ids above ``after_id``, oldest first."""
         ...
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Deque, Optional, Set
+from typing import Optional
 
 from callflow.adapters.delivery.dispatch import Dispatcher
 from callflow.adapters.delivery.pacing import Backlog, Backoff, StrayCheck
@@ -45,12 +45,12 @@ class OutboxRelay:
         self._backlog = Backlog(monitor, self._send)
         self._live = False
         self._walking = False
-        self._offered: Deque[OutboxEntry] = deque()  # stored, waiting for a slot (live or mid-walk)
+        self._offered: deque[OutboxEntry] = deque()  # stored, waiting for a slot (live or mid-walk)
         self._horizon = 0  # highest entry id a walk has read: lower ones are the walk's business
         self._walk_failed = False
         self._changed = asyncio.Event()  # something to do: an offer, a free slot, a failure, a stop
         self._stopping = False
-        self._runner: Optional["asyncio.Task[None]"] = None
+        self._runner: Optional[asyncio.Task[None]] = None
 
     @property
     def live(self) -> bool:
@@ -65,7 +65,7 @@ class OutboxRelay:
         self._monitor.depth_changed(held)
         self._runner = asyncio.ensure_future(self._run())
 
-    def offer(self, entry: OutboxEntry, awaited: bool = True) -> "Optional[asyncio.Future[bool]]":
+    def offer(self, entry: OutboxEntry, awaited: bool = True) -> Optional[asyncio.Future[bool]]:
         """A new entry is stored. When ``awaited``, returns a future that turns True on its confirm,
         False when its publish failed; None when the broker is unreachable or nobody waits."""
         self._monitor.depth_changed(self._outbox.depth())
@@ -130,7 +130,7 @@ class OutboxRelay:
         elif self._live and not (self._offered and self._has_slot()):
             await _wait(self._changed, self._strays.period_s)
 
-    def _accounted(self) -> Set[int]:
+    def _accounted(self) -> set[int]:
         """The entries the relay knows of: in flight (until the outbox forgot them) or offered."""
         return self._send.in_flight | {entry.entry_id for entry in self._offered}
 

@@ -5,8 +5,8 @@ then stops; then the publisher and the outbox close.
 """
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator, Tuple
 
 from callflow.adapters.delivery.ports import DeliveryMonitor, EventPublisher, Outbox
 from callflow.adapters.delivery.relay import OutboxRelay
@@ -29,7 +29,7 @@ async def sqlite_outbox_resource(path: Path, clock: Clock, synchronous: str) -> 
 
 
 async def rabbitmq_publisher_resource(
-    urls: Tuple[str, ...], confirm_timeout_s: float, reconnect_interval_s: float, queue_type: str = "classic"
+    urls: tuple[str, ...], confirm_timeout_s: float, reconnect_interval_s: float, queue_type: str = "classic"
 ) -> AsyncIterator[RabbitMQPublisher]:
     """Connects in the background (to the first of ``urls`` that answers): start-up never waits for RabbitMQ."""
     publisher = RabbitMQPublisher(urls, confirm_timeout_s=confirm_timeout_s, reconnect_interval_s=reconnect_interval_s,

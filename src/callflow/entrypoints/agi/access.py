@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from typing import Dict, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Union
 
 from callflow.entrypoints.agi.observe import log
 
@@ -17,7 +18,7 @@ class SourceNetworks:
 
     def __init__(self, networks: Sequence[IpNetwork]) -> None:
         self._networks = tuple(networks)
-        self._cache: Dict[str, bool] = {}
+        self._cache: dict[str, bool] = {}
 
     def allows(self, host: str) -> bool:
         allowed = self._cache.get(host)
@@ -44,7 +45,7 @@ class RejectionLog:
 
     def __init__(self, interval_s: float = 10.0) -> None:
         self._interval_s = interval_s
-        self._last: Dict[str, Tuple[float, int]] = {}
+        self._last: dict[str, tuple[float, int]] = {}
 
     def note(self, reason: str, host: str, in_flight: int) -> None:
         now = time.monotonic()

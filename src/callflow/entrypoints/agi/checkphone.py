@@ -17,7 +17,7 @@ ANSWER_RESERVE_S = 0.1
 MAX_LOGGED_NUMBER = 40
 
 
-async def build_checkphone_route(app: Any) -> "CheckPhoneRoute":
+async def build_checkphone_route(app: Any) -> CheckPhoneRoute:
     """The route wired from ``app`` (the Application container, resources initialised).
 
     Async: on real adapters the use case depends on the Redis client, an async Resource, so
@@ -46,7 +46,7 @@ class CheckPhoneRoute(Route):
         self._shown = shown_in_full if log_full_numbers else masked
         self._check_phone = check_phone
         self._policy = policy
-        self._decided: "weakref.WeakKeyDictionary[AgiSession, PolicyResult]" = weakref.WeakKeyDictionary()
+        self._decided: weakref.WeakKeyDictionary[AgiSession, PolicyResult] = weakref.WeakKeyDictionary()
 
     async def handle(self, session: AgiSession) -> None:
         within_s = max(0.0, session.remaining() - ANSWER_RESERVE_S)

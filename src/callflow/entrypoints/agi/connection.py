@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from random import random
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Optional
 
 from callflow.entrypoints.agi import observe
 from callflow.entrypoints.agi.protocol import AgiProtocolError, ReplyReader
@@ -19,7 +20,7 @@ from callflow.entrypoints.agi.session import AgiReply, AgiSessionClosed
 _EOF = "Asterisk closed the connection"
 #: single-line final replies seen before (``200 result=1``...): an ``AgiReply`` is immutable, so
 #: one object per distinct short line serves every session without decoding or parsing again
-_COMMON_REPLIES: Dict[bytes, AgiReply] = {}
+_COMMON_REPLIES: dict[bytes, AgiReply] = {}
 _COMMON_MAX_BYTES, _COMMON_MAX_LINES = 48, 512
 
 
@@ -29,7 +30,7 @@ def _remember(raw: bytes, reply: AgiReply) -> None:
     _COMMON_REPLIES[raw] = reply
 
 
-def _header_end(buffer: bytes) -> Tuple[int, int]:
+def _header_end(buffer: bytes) -> tuple[int, int]:
     """Where the header's blank line starts and how long the end is: ``\\n\\n``, or ``\\n\\r\\n``
     from a client that ends its lines with CRLF (Asterisk does not); (-1, 0) when not there yet."""
     end = buffer.find(b"\n\n")
@@ -58,11 +59,11 @@ class AgiConnection(asyncio.Protocol):
         self.replies = ReplyReader(limits.max_line_bytes)
         self._buffer = b""
         self._timer: Optional[asyncio.TimerHandle] = None
-        self._waiter: Optional["asyncio.Future[AgiReply]"] = None
+        self._waiter: Optional[asyncio.Future[AgiReply]] = None
         self._owed = 0  # commands sent whose final reply has not arrived (a deadline cut the wait)
         self._busy = False
-        self._next: Optional[List[bytes]] = None  # a sequence's commands still to send (exchange_all)
-        self._collected: List[AgiReply] = []  # a sequence's replies so far
+        self._next: Optional[list[bytes]] = None  # a sequence's commands still to send (exchange_all)
+        self._collected: list[AgiReply] = []  # a sequence's replies so far
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -191,7 +192,7 @@ class AgiConnection(asyncio.Protocol):
             if not waiter.done():  # done: cancelled by a deadline; the reply is dropped
                 waiter.set_result(reply)
 
-    def _sequence_reply(self, waiter: "asyncio.Future[Any]", reply: AgiReply) -> None:
+    def _sequence_reply(self, waiter: asyncio.Future[Any], reply: AgiReply) -> None:
         """A reply within ``exchange_all``: the next command goes out from here, at once."""
         if waiter.done():  # cut by a deadline: send nothing more
             self._waiter, self._next = None, None
@@ -238,7 +239,7 @@ class AgiConnection(asyncio.Protocol):
         finally:
             self._busy = False
 
-    async def exchange_all(self, commands: Sequence[bytes]) -> List[AgiReply]:
+    async def exchange_all(self, commands: Sequence[bytes]) -> list[AgiReply]:
         """Send encoded commands one at a time, each once the previous one's final reply is read
         (no pipelining), and return their replies. The next command is written from the reply's
         own callback: the task wakes once for the sequence, not once per command (ADR 0018)."""
@@ -273,7 +274,7 @@ class AgiConnection(asyncio.Protocol):
         self.transport.write(data)
         self._owed = 1
 
-    def _reply(self) -> "asyncio.Future[AgiReply]":
+    def _reply(self) -> asyncio.Future[AgiReply]:
         waiter = self._waiter = self.loop.create_future()
         return waiter
 

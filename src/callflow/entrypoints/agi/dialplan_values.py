@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Dict, NamedTuple, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import NamedTuple, Optional
 
 from callflow.domain.call_event import DIALPLAN_NAMES
 from callflow.entrypoints.agi.session import AgiSession
 
 _SHARED = ("ANSWER_TIME", "AGENT_EXTEN", "AGENT_ACCOUNT")
 #: the expression Asterisk substitutes for each value (SPEC §1): shared ones by the call's id
-EXPRESSIONS: Tuple[Tuple[str, str], ...] = tuple(
+EXPRESSIONS: tuple[tuple[str, str], ...] = tuple(
     (name, f"${{SHARED({name},${{CALL_ID}})}}" if name in _SHARED else f"${{{name}}}") for name in DIALPLAN_NAMES
 )
 #: read back with the event's values: what an earlier attempt left in the channel
 PRIOR_ERROR = "CALLFLOW_ERROR"
-COMBINED_EXPRESSIONS: Tuple[Tuple[str, str], ...] = EXPRESSIONS + ((PRIOR_ERROR, f"${{{PRIOR_ERROR}}}"),)
+COMBINED_EXPRESSIONS: tuple[tuple[str, str], ...] = EXPRESSIONS + ((PRIOR_ERROR, f"${{{PRIOR_ERROR}}}"),)
 _COMBINED_NAMES = tuple(name for name, _ in COMBINED_EXPRESSIONS)
 SENTINEL = "callflow"
 _ENCODED_SENTINEL = base64.b64encode(SENTINEL.encode()).decode()
@@ -41,28 +42,28 @@ def _encoded(expression: str) -> str:
 class DialplanRead(NamedTuple):
     """What the event route read: the 14 values, and how."""
 
-    values: Dict[str, str]
+    values: dict[str, str]
     #: True when one round trip carried them all (else one GET FULL VARIABLE per value)
     combined: bool
     #: CALLFLOW_ERROR as the channel had it; None when it was not read (the per-value fallback)
     prior_error: Optional[str]
 
 
-def combined_expression(expressions: Sequence[Tuple[str, str]] = COMBINED_EXPRESSIONS) -> str:
+def combined_expression(expressions: Sequence[tuple[str, str]] = COMBINED_EXPRESSIONS) -> str:
     """The one ``GET FULL VARIABLE`` argument that carries every value (no space, quote or ``\\``)."""
     sentinel = f"${{BASE64_ENCODE({SENTINEL})}}"
     parts = [sentinel] + [_encoded(expression) for _, expression in expressions] + [sentinel]
     return _SEPARATOR.join(parts)
 
 
-def split_combined(data: Optional[str], names: Sequence[str] = _COMBINED_NAMES) -> Optional[Dict[str, str]]:
+def split_combined(data: Optional[str], names: Sequence[str] = _COMBINED_NAMES) -> Optional[dict[str, str]]:
     """The values carried by a reply to ``combined_expression()``; None when it is not intact."""
     if data is None:
         return None
     fields = data.split(_SEPARATOR)
     if len(fields) != len(names) + 2 or fields[0] != _ENCODED_SENTINEL or fields[-1] != _ENCODED_SENTINEL:
         return None
-    values: Dict[str, str] = {}
+    values: dict[str, str] = {}
     for name, field in zip(names, fields[1:-1]):
         value = _decoded(field)
         if value is None:

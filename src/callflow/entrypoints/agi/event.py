@@ -25,7 +25,7 @@ _VALUE_READS = {True: metrics.EVENT_VALUE_READS.labels(mode="combined"),
                 False: metrics.EVENT_VALUE_READS.labels(mode="per_variable")}
 
 
-async def build_event_route(app: Application) -> "EventRoute":
+async def build_event_route(app: Application) -> EventRoute:
     """The route wired from ``app`` (resources initialised). Async: on real adapters the use case
     depends on async Resources (Redis client, outbox), so the container hands it out as an awaitable."""
     settings = app.settings()
@@ -54,7 +54,7 @@ class EventRoute(Route):
         self._record = record
         self._publish_timeout_s = publish_timeout_s
         self._reserve_s = reserve_s
-        self._recordings: "weakref.WeakKeyDictionary[AgiSession, EventRecording]" = weakref.WeakKeyDictionary()
+        self._recordings: weakref.WeakKeyDictionary[AgiSession, EventRecording] = weakref.WeakKeyDictionary()
 
     async def handle(self, session: AgiSession) -> None:
         values, combined, prior_error = await read_dialplan_values(session)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Optional
 
 from callflow.entrypoints.agi import observe
 from callflow.entrypoints.agi.connection import AgiConnection
@@ -19,9 +20,9 @@ from callflow.entrypoints.agi.timebox import TimeBoxExpired, timebox
 
 Endpoint = Callable[["FastAgiSession"], Awaitable[None]]
 _GET, _GET_FULL, _SET, _EXEC_MSET = "GET VARIABLE", "GET FULL VARIABLE", "SET VARIABLE", "EXEC MSet"
-_SET_COMMANDS: Dict[Tuple[str, str], bytes] = {}
+_SET_COMMANDS: dict[tuple[str, str], bytes] = {}
 _SET_COMMANDS_MAX = 512
-_MSET_COMMANDS: Dict[Tuple[Tuple[str, str], ...], bytes] = {}
+_MSET_COMMANDS: dict[tuple[tuple[str, str], ...], bytes] = {}
 #: what MSet's argument parser (``AST_STANDARD_APP_ARGS``, then ``=``) would read otherwise than
 #: written: separators, quotes and escapes, nesting brackets; a value holding one is set the slow way
 _MSET_UNSAFE = frozenset(',"\\()[]\r\n\0')
@@ -38,7 +39,7 @@ class AgiLimits:
     grace_s: float = 0.2
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "AgiLimits":
+    def from_settings(cls, settings: Any) -> AgiLimits:
         return cls(
             max_header_bytes=settings.max_header_bytes,
             max_line_bytes=settings.max_line_bytes,
@@ -51,7 +52,7 @@ class FastAgiSession(AgiSession):
     """One session as routes see it, over an ``AgiConnection``; plus what the server tracks."""
 
     def __init__(self, connection: AgiConnection, header: AgiHeader, grace_s: float,
-                 without_mset: Optional[Set[str]] = None) -> None:
+                 without_mset: Optional[set[str]] = None) -> None:
         """``without_mset``: the hosts known to refuse ``EXEC MSet``, shared by the server's sessions."""
         self.env, self.route, self.query, self.args = header.env, header.route, header.query, header.args
         self.connection = connection
@@ -109,7 +110,7 @@ class FastAgiSession(AgiSession):
     async def set_variable(self, name: str, value: str) -> bool:
         return self._was_set(name, value, await self.connection.exchange(_set_bytes(name, value)))
 
-    async def set_variables(self, pairs: Sequence[Tuple[str, str]]) -> List[bool]:
+    async def set_variables(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
         """Every pair in one ``EXEC MSet`` when the values allow it and Asterisk has MSet (ADR 0070):
         one round trip, and the dialplan finds all of them set or none. Else, or when MSet is
         missing or refused, one ``SET VARIABLE`` each, in order (ADR 0018); a refusal is remembered
@@ -152,7 +153,7 @@ def _set_command(name: str, value: str) -> bytes:
     return data
 
 
-def _mset_bytes(pairs: Sequence[Tuple[str, str]]) -> Optional[bytes]:
+def _mset_bytes(pairs: Sequence[tuple[str, str]]) -> Optional[bytes]:
     """``EXEC MSet "N1=V1,N2=V2,..."``'s bytes, remembered like ``_set_bytes``; None when a value
     cannot travel through MSet's parser intact or the line would be too long."""
     key = tuple(pairs)
@@ -183,8 +184,8 @@ class FastAgiApplication:
 
     def __init__(self, limits: AgiLimits) -> None:
         self.limits = limits
-        self.without_mset: Set[str] = set()  # Asterisk hosts that refused EXEC MSet (ADR 0070)
-        self._routes: Dict[str, Endpoint] = {}
+        self.without_mset: set[str] = set()  # Asterisk hosts that refused EXEC MSet (ADR 0070)
+        self._routes: dict[str, Endpoint] = {}
 
     def add_route(self, path: str, endpoint: Endpoint) -> None:
         """Register ``async def endpoint(session)`` for ``path``; anything else is refused."""
@@ -194,7 +195,7 @@ class FastAgiApplication:
             raise ValueError(f"AGI route {path!r} is already registered")
         self._routes[path] = endpoint
 
-    def route_names(self) -> List[str]:
+    def route_names(self) -> list[str]:
         return list(self._routes)
 
     def session(self, connection: AgiConnection, header: AgiHeader) -> FastAgiSession:

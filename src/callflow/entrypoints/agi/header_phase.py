@@ -12,7 +12,8 @@ the new connection is the one turned away: a burst is never cut into by its own 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, Hashable, List, Optional, Tuple
+from collections.abc import Hashable
+from typing import Optional
 
 #: connections accepted from a listening socket per loop turn, at most (ADR 0016); each holds a
 #: descriptor until it is admitted, so it is never more than the header-phase bound (ADR 0082)
@@ -32,8 +33,8 @@ class HeaderPhase:
         self.limit = max(1, limit)
         self.per_peer_limit = max(1, min(per_peer_limit, self.limit))
         self.displace_after_s = displace_after_s
-        self._all: "OrderedDict[Hashable, Tuple[str, float]]" = OrderedDict()
-        self._by_peer: Dict[str, "OrderedDict[Hashable, None]"] = {}
+        self._all: OrderedDict[Hashable, tuple[str, float]] = OrderedDict()
+        self._by_peer: dict[str, OrderedDict[Hashable, None]] = {}
 
     def __len__(self) -> int:
         return len(self._all)
@@ -41,7 +42,7 @@ class HeaderPhase:
     def __contains__(self, connection: Hashable) -> bool:
         return connection in self._all
 
-    def add(self, connection: Hashable, peer: str, now: float) -> List[Hashable]:
+    def add(self, connection: Hashable, peer: str, now: float) -> list[Hashable]:
         """Count ``connection`` (accepted at ``now``) as waiting; returns the connections it
         displaces (to be closed). ``HeaderPhaseFull``: none may be displaced, close this one."""
         waiting = self._by_peer.get(peer)
@@ -62,7 +63,7 @@ class HeaderPhase:
         waiting[connection] = None
         return displaced
 
-    def _displaceable(self, waiting: "Optional[Dict[Hashable, object]]", now: float,
+    def _displaceable(self, waiting: Optional[dict[Hashable, object]], now: float,
                       skip: Optional[Hashable] = None) -> Optional[Hashable]:
         """The oldest of ``waiting`` (but ``skip``) when it has waited long enough, else None."""
         for connection in waiting or ():

@@ -11,19 +11,19 @@ from __future__ import annotations
 import asyncio
 import socket
 from functools import partial
-from typing import Callable, List, Set, Tuple
+from typing import Callable
 
 from callflow.entrypoints.agi.observe import log
 
 _PAUSE_S = 1.0  # out of file descriptors: stop accepting this long (asyncio does the same)
 
 
-def bind(host: str, port: int, backlog: int, reuse_port: bool = False) -> List[socket.socket]:
+def bind(host: str, port: int, backlog: int, reuse_port: bool = False) -> list[socket.socket]:
     """Non-blocking listening sockets for every address of ``host`` (``OSError`` when one cannot bind).
 
     ``reuse_port``: ``SO_REUSEPORT``, so that worker processes listen on one port and the kernel
     spreads the connections over them (ADR 0110)."""
-    sockets: List[socket.socket] = []
+    sockets: list[socket.socket] = []
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     try:
         for family, kind, proto, _, address in dict.fromkeys(infos):
@@ -47,17 +47,17 @@ def bind(host: str, port: int, backlog: int, reuse_port: bool = False) -> List[s
 class Listener:
     """Accepts on ``sockets`` and hands each connection to ``loop.connect_accepted_socket(factory)``."""
 
-    def __init__(self, factory: Callable[[], asyncio.Protocol], sockets: List[socket.socket], batch: int = 512) -> None:
+    def __init__(self, factory: Callable[[], asyncio.Protocol], sockets: list[socket.socket], batch: int = 512) -> None:
         self._factory = factory
         self._sockets = sockets
         self._batch = batch
-        self._attaching: Set["asyncio.Task[object]"] = set()
+        self._attaching: set[asyncio.Task[object]] = set()
         self._loop = asyncio.get_running_loop()
         for sock in sockets:
             self._loop.add_reader(sock.fileno(), self._ready, sock)
 
     @property
-    def addresses(self) -> List[Tuple[str, int]]:
+    def addresses(self) -> list[tuple[str, int]]:
         return [tuple(sock.getsockname()[:2]) for sock in self._sockets]  # type: ignore[misc]
 
     def _ready(self, sock: socket.socket) -> None:
@@ -77,7 +77,7 @@ class Listener:
             self._attaching.add(task)
             task.add_done_callback(partial(self._attached, conn))
 
-    def _attached(self, conn: socket.socket, task: "asyncio.Task[object]") -> None:
+    def _attached(self, conn: socket.socket, task: asyncio.Task[object]) -> None:
         self._attaching.discard(task)
         if task.cancelled() or task.exception() is not None:  # reset before it was attached
             conn.close()

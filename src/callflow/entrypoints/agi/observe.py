@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from types import TracebackType
-from typing import Any, Dict, Optional, Tuple, Type
+from typing import Any, Optional
 
 import structlog
 
@@ -16,12 +16,12 @@ log = structlog.get_logger("callflow.agi")
 
 _bind = structlog.contextvars.bind_contextvars
 _REFUSAL_LOG_INTERVAL_S = 1.0
-_refusals_logged: Dict[str, Tuple[float, int]] = {}  # kind: (when last logged, refusals since)
+_refusals_logged: dict[str, tuple[float, int]] = {}  # kind: (when last logged, refusals since)
 #: header values a session's log lines carry are cut to this many characters (Asterisk's uniqueid is
 #: about 20; a client may send kilobytes, which would be repeated on every line of the session)
 MAX_LOGGED_ID = 64
-_seconds: Dict[str, Any] = {}
-_outcomes: Dict[Tuple[str, str], Any] = {}
+_seconds: dict[str, Any] = {}
+_outcomes: dict[tuple[str, str], Any] = {}
 
 
 def format_peer(peername: Any) -> str:
@@ -79,13 +79,13 @@ class session_context:  # noqa: N801 - a context manager used like a function
         # unknown names stay out of metric labels (bounded cardinality), not out of the log
         self._label = session.route if known_route else "unknown"
 
-    def __enter__(self) -> "session_context":
+    def __enter__(self) -> session_context:
         session = self._session
         unique_id = session.env.get("agi_uniqueid", "")[:MAX_LOGGED_ID]
         _bind(route=session.route[:MAX_LOGGED_ID], peer=session.peer, unique_id=unique_id, call_id=unique_id)
         return self
 
-    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
                  tb: Optional[TracebackType]) -> None:
         session = self._session
         seconds = session.elapsed()

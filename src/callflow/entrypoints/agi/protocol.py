@@ -8,7 +8,7 @@ second command, so longer commands would shift every later reply.
 """
 from __future__ import annotations
 
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional
 from urllib.parse import parse_qsl
 
 from callflow.entrypoints.agi.session import AgiReply
@@ -26,10 +26,10 @@ class AgiProtocolError(Exception):
 class AgiHeader(NamedTuple):
     """The ``agi_*`` block Asterisk sends first, decoded."""
 
-    env: Dict[str, str]
+    env: dict[str, str]
     route: str
-    query: Dict[str, str]
-    args: List[str]
+    query: dict[str, str]
+    args: list[str]
 
 
 def parse_header(block: bytes) -> AgiHeader:
@@ -39,10 +39,10 @@ def parse_header(block: bytes) -> AgiHeader:
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     lines = text.split("\n")
-    env: Dict[str, str] = dict([line.split(": ", 1) for line in lines if ": " in line])  # type: ignore[misc]
+    env: dict[str, str] = dict([line.split(": ", 1) for line in lines if ": " in line])  # type: ignore[misc]
     env.pop("", None)
     route, query = split_script(env.get("agi_network_script", ""))
-    args: List[str] = []
+    args: list[str] = []
     while True:
         arg = env.get(f"agi_arg_{len(args) + 1}")
         if arg is None:
@@ -51,7 +51,7 @@ def parse_header(block: bytes) -> AgiHeader:
     return AgiHeader(env=env, route=route, query=query, args=args)
 
 
-def split_script(script: str) -> Tuple[str, Dict[str, str]]:
+def split_script(script: str) -> tuple[str, dict[str, str]]:
     """``checkphone?x=1`` -> (``checkphone``, {``x``: ``1``}); the last value of a key wins."""
     path, _, query_string = script.partition("?")
     query = dict(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
@@ -91,8 +91,8 @@ class ReplyReader:
         self.hung_up = False
         self.unexpected = 0
         self._max_chars = max_chars
-        self._block: Optional[List[str]] = None  # [first line, usage lines...] of a NNN- block
-        self._partial: Optional[List[str]] = None  # lines of a reply whose data is not closed yet
+        self._block: Optional[list[str]] = None  # [first line, usage lines...] of a NNN- block
+        self._partial: Optional[list[str]] = None  # lines of a reply whose data is not closed yet
 
     @property
     def idle(self) -> bool:
@@ -144,7 +144,7 @@ class ReplyReader:
         self._partial = None
         return parse_reply_line("\n".join(partial))
 
-    def _check_size(self, lines: List[str]) -> None:
+    def _check_size(self, lines: list[str]) -> None:
         if sum(len(part) for part in lines) > self._max_chars:
             raise AgiProtocolError(f"multi-line reply longer than {self._max_chars} characters")
 

@@ -7,7 +7,8 @@ every such call ERROR.
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Mapping, Union
+from collections.abc import Awaitable, Mapping
+from typing import Any, Callable, Union
 
 from callflow.config import Settings
 from callflow.containers import resolved

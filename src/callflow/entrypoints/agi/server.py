@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Dict, List, Optional, Tuple
+from collections.abc import Awaitable
+from typing import Any, Optional
 
 from callflow import metrics
 from callflow.config import Settings
@@ -25,7 +26,7 @@ from callflow.entrypoints.agi.runner import RouteRunner
 from callflow.entrypoints.agi.session import RouteTable
 from callflow.entrypoints.agi.timebox import TimeBoxExpired, timebox
 
-Served = Optional[Tuple[FastAgiSession, "asyncio.Task[None]"]]
+Served = Optional[tuple[FastAgiSession, "asyncio.Task[None]"]]
 _LAST_WAIT_S = 1.0  # after cancelling what still runs at the end of a drain
 _GONE = object()
 
@@ -45,7 +46,7 @@ class AgiServer:
             self._app.add_route(name, runner.serve)
         self._sources = SourceNetworks(settings.allowed_network_list)
         self._rejections = RejectionLog()
-        self._live: Dict[AgiConnection, Served] = {}  # connections in flight, with their session once read
+        self._live: dict[AgiConnection, Served] = {}  # connections in flight, with their session once read
         # waiting for their header: bounded apart, never counted as sessions (ADR 0080)
         self._header_phase = HeaderPhase(settings.max_header_connections, settings.max_header_connections_per_peer)
         self._sessions = 0  # connections whose header is complete: what max_sessions bounds
@@ -58,7 +59,7 @@ class AgiServer:
         return len(self._live)
 
     @property
-    def addresses(self) -> List[Tuple[str, int]]:
+    def addresses(self) -> list[tuple[str, int]]:
         """Every (host, port) listened on (one per socket)."""
         return [] if self._listener is None else self._listener.addresses
 
@@ -70,7 +71,7 @@ class AgiServer:
         """How far behind the event loop runs now (seconds; ADR 0014)."""
         return self._lag.behind_s()
 
-    async def start(self) -> Tuple[str, int]:
+    async def start(self) -> tuple[str, int]:
         """Bind ``agi_host:agi_port`` and start accepting; returns the first address bound."""
         settings, limits = self._settings, self._limits
         sockets = bind(settings.agi_host, settings.agi_port, settings.listen_backlog, self._reuse_port)
@@ -199,7 +200,7 @@ class AgiServer:
             return False
         return True
 
-    async def __aenter__(self) -> "AgiServer":
+    async def __aenter__(self) -> AgiServer:
         await self.start()
         return self
 

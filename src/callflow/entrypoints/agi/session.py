@@ -6,7 +6,8 @@ with a scripted fake. Routes depend only on this module.
 from __future__ import annotations
 
 import abc
-from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple, Optional
 
 
 class AgiReply(NamedTuple):
@@ -22,7 +23,7 @@ class AgiReply(NamedTuple):
     result: Optional[str] = None
     data: Optional[str] = None
     extra: str = ""
-    usage: Tuple[str, ...] = ()
+    usage: tuple[str, ...] = ()
     raw: str = ""
 
     @property
@@ -52,7 +53,7 @@ class AgiSession(abc.ABC):
     #: the query string's parameters (last value wins)
     query: Mapping[str, str]
     #: ``agi_arg_1``... in order (``args[0]`` is ``agi_arg_1``)
-    args: List[str]
+    args: list[str]
     #: the peer address as ``host:port``
     peer: str
 
@@ -95,7 +96,7 @@ class AgiSession(abc.ABC):
         """
 
 
-    async def set_variables(self, pairs: Sequence[Tuple[str, str]]) -> List[bool]:
+    async def set_variables(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
         """``SET VARIABLE`` for each ``(name, value)``, in order, one at a time; True for each set.
 
         An implementation may send them faster (``FastAgiSession``: from the reply callbacks) but
@@ -123,4 +124,4 @@ class Route(abc.ABC):
         """Set the safe defaults quickly; ``reason`` is ``deadline``, ``overloaded`` or ``error``."""
 
 
-RouteTable = Dict[str, Route]
+RouteTable = dict[str, Route]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import Optional, Type
+from typing import Optional
 
 
 class TimeBoxExpired(Exception):
@@ -25,11 +25,11 @@ class timebox:  # noqa: N801 - used like asyncio.timeout
         Python < 3.12, where asking asyncio for the running loop makes that system call)."""
         self._seconds = seconds
         self._loop = loop
-        self._task: Optional["asyncio.Task[object]"] = None
+        self._task: Optional[asyncio.Task[object]] = None
         self._handle: Optional[asyncio.TimerHandle] = None
         self.expired = False
 
-    def __enter__(self) -> "timebox":
+    def __enter__(self) -> timebox:
         task = self._task = asyncio.current_task(self._loop)
         if task is None:
             raise RuntimeError("timebox must be used inside a task")
@@ -49,7 +49,7 @@ class timebox:  # noqa: N801 - used like asyncio.timeout
 
     def __exit__(
         self,
-        exc_type: Optional[Type[BaseException]],
+        exc_type: Optional[type[BaseException]],
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> bool:

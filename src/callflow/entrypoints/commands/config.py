@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Dict, List
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import SecretStr, ValidationError
@@ -22,7 +21,7 @@ _SECRET_QUERY_KEYS = ("pass", "secret", "token", "key")
 _EFFECTIVE = {"outbox_path": "outbox_file", "log_file": "log_path"}  # unset means a derived default
 
 
-def register(subparsers: "argparse._SubParsersAction") -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     verbs = add_command_group(subparsers, "config", "Inspect callflow's configuration (CALLFLOW_* variables, "
                               ".env, defaults).", "config_verb")
     show = verbs.add_parser(
@@ -40,7 +39,7 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         print(f"callflow: invalid configuration: {settings_problems(exc)}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
 
 
 def settings_problems(error: ValidationError) -> str:
@@ -54,9 +53,9 @@ def settings_problems(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def effective_values(settings: Settings) -> Dict[str, str]:
+def effective_values(settings: Settings) -> dict[str, str]:
     """``{CALLFLOW_NAME: value}`` for every setting, derived defaults filled in, secrets masked."""
-    values: Dict[str, str] = {}
+    values: dict[str, str] = {}
     for field in type(settings).model_fields:
         value = getattr(settings, _EFFECTIVE.get(field, field))
         if isinstance(value, SecretStr):
@@ -104,9 +103,9 @@ def _is_secret_key(key: str) -> bool:
 URL_SCHEMES = {"amqp_url": ("amqp", "amqps")}  # CALLFLOW_REDIS_URL: every form is checked by parse_redis_url
 
 
-def url_problems(settings: Settings) -> List[str]:
+def url_problems(settings: Settings) -> list[str]:
     """``CALLFLOW_NAME: why`` for each URL setting its client cannot use (scheme, port)."""
-    problems: List[str] = []
+    problems: list[str] = []
     try:
         parse_redis_url(settings.redis_url.get_secret_value())
     except ValueError as exc:
@@ -118,7 +117,7 @@ def url_problems(settings: Settings) -> List[str]:
         for url in urls:
             try:
                 parts = urlsplit(url)
-                parts.port  # raises on a port that is not a number in 0-65535
+                _ = parts.port  # raises on a port that is not a number in 0-65535
             except ValueError as exc:
                 problems.append(f"{name}: {mask_secret(url)} is not a usable URL ({exc})")
                 continue
@@ -134,7 +133,7 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(values, indent=2))
     else:
-        lines: List[str] = ["# callflow settings in effect (environment, .env, defaults); secrets masked"]
+        lines: list[str] = ["# callflow settings in effect (environment, .env, defaults); secrets masked"]
         lines += [f"{name}={value}" for name, value in values.items()]
         print("\n".join(lines))
     problems = url_problems(settings)

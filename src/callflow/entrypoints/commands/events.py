@@ -12,7 +12,8 @@ import asyncio
 import json
 import logging
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import AMQPError
@@ -30,7 +31,7 @@ _PREFETCH = 256
 _LOST = object()  # put on the local queue when the connection goes away
 
 
-def register(subparsers: "argparse._SubParsersAction") -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     verbs = add_command_group(subparsers, "events", "Follow the call events callflow publishes on exchange "
                               "call.events.", "events_verb")
     tail = verbs.add_parser(
@@ -83,7 +84,7 @@ async def _follow(urls: Sequence[str], routing_key: str, count: Optional[int], i
         failed = unreachable("RabbitMQ at " + ", ".join(mask_secret(url) for url in urls), exc)
         print(f"callflow events tail: {failed}", file=sys.stderr)
         return failed.code
-    inbox: "asyncio.Queue[object]" = asyncio.Queue()
+    inbox: asyncio.Queue[object] = asyncio.Queue()
     connection.close_callbacks.add(lambda *_: inbox.put_nowait(_LOST))
     async with connection:
         channel = await connection.channel()
@@ -98,7 +99,7 @@ async def _follow(urls: Sequence[str], routing_key: str, count: Optional[int], i
         return await _print_until_done(inbox, count, idle_s, pretty)
 
 
-async def _print_until_done(inbox: "asyncio.Queue[object]", count: Optional[int], idle_s: Optional[float],
+async def _print_until_done(inbox: asyncio.Queue[object], count: Optional[int], idle_s: Optional[float],
                             pretty: bool) -> int:
     printed = 0
     while count is None or printed < count:

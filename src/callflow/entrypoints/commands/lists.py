@@ -23,12 +23,12 @@ _DESCRIPTION = (
 _TTL_HELP = "seconds the entry lasts (default CALLFLOW_BLACKLIST_TTL_S, 86400; 0 = until removed)"
 
 
-def register(subparsers: "argparse._SubParsersAction") -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     for name in LIST_NAMES:
         _register_list(subparsers, name)
 
 
-def _register_list(subparsers: "argparse._SubParsersAction", name: str) -> None:
+def _register_list(subparsers: argparse._SubParsersAction, name: str) -> None:
     sub_parsers = add_command_group(subparsers, name, _DESCRIPTION, "list_verb")
 
     def verb(verb_name: str, run: verbs.Verb, summary: str, description: str,

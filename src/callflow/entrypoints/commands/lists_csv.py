@@ -15,9 +15,10 @@ import csv
 import itertools
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Optional, TextIO, Tuple
+from typing import IO, Optional, TextIO
 
 HEADER = "number"
 TTL_HEADER = "ttl_s"
@@ -29,7 +30,7 @@ class UnreadableCsv(ValueError):
     """The CSV reader gave up on a row (``line N: why``)."""
 
 
-def numbers_in(stream: TextIO) -> Iterator[Tuple[int, str, str]]:
+def numbers_in(stream: TextIO) -> Iterator[tuple[int, str, str]]:
     """``(line, first cell, TTL cell or "")`` for every non-blank row, the header row left out."""
     first = stream.readline().lstrip(_BOM)  # standard input is not opened as utf-8-sig
     reader = csv.reader(itertools.chain([first], stream), delimiter=_delimiter(first))
@@ -96,7 +97,7 @@ def write_numbers(stream: IO[str], numbers: Iterable[str]) -> int:
     return count
 
 
-def write_numbers_with_ttl(stream: IO[str], rows: Iterable[Tuple[str, Optional[int]]]) -> int:
+def write_numbers_with_ttl(stream: IO[str], rows: Iterable[tuple[str, Optional[int]]]) -> int:
     """The header with ``ttl_s`` and one row per (number, seconds left; None: no expiry, written 0 as
     ``--ttl 0`` means); returns how many rows."""
     writer = csv.writer(stream, lineterminator="\n")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, FrozenSet, Iterator, List, Optional, Set, Tuple
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from typing import Callable, Optional
 
 from callflow.containers import Application, resolved
 from callflow.domain.errors import InvalidPhoneNumber
@@ -32,9 +33,9 @@ def label(list_name: str) -> str:
 
 
 async def add(app: Application, args: argparse.Namespace) -> int:
-    seen: Set[str] = set()  # a number given twice is "already there" the second time
+    seen: set[str] = set()  # a number given twice is "already there" the second time
 
-    def added(report: AddReport, batch: Tuple[str, ...], already: FrozenSet[str]) -> None:
+    def added(report: AddReport, batch: tuple[str, ...], already: frozenset[str]) -> None:
         for number in batch:
             if number in already or number in seen:
                 print(f"{number} already on the {label(args.list_name)}{_renewed(args)}")
@@ -87,7 +88,7 @@ async def check(app: Application, args: argparse.Namespace) -> int:
 async def import_file(app: Application, args: argparse.Namespace) -> int:
     shown = [0]
 
-    def progress(report: AddReport, batch: Tuple[str, ...], already: FrozenSet[str]) -> None:
+    def progress(report: AddReport, batch: tuple[str, ...], already: frozenset[str]) -> None:
         done = report.added + len(report.rejected)
         if done - shown[0] >= PROGRESS_EVERY:
             shown[0] = done
@@ -126,15 +127,15 @@ async def export_file(app: Application, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _expiries(app: Application, numbers: List[str]) -> Dict[str, Optional[int]]:
+async def _expiries(app: Application, numbers: list[str]) -> dict[str, Optional[int]]:
     lists = await resolved(app.adapters.phone_lists())
-    expiries: Dict[str, Optional[int]] = {}
+    expiries: dict[str, Optional[int]] = {}
     for page in _pages(numbers, EXPIRY_PAGE):
         expiries.update(await lists.blacklist_expiries(page))  # an entry gone meanwhile is left out
     return expiries
 
 
-def _pages(items: List[str], size: int) -> Iterator[List[str]]:
+def _pages(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
@@ -148,7 +149,7 @@ async def _why_unanswered(app: Application) -> str:
     return "no answer within the timeout"
 
 
-async def _sorted_members(app: Application, list_name: str) -> List[str]:
+async def _sorted_members(app: Application, list_name: str) -> list[str]:
     lists = await resolved(app.adapters.phone_lists())
     members: AsyncIterator[str] = lists.blacklist_members() if list_name == BLACKLIST else lists.vip_members()
     return sorted({number async for number in members})  # a SCAN may return a key twice

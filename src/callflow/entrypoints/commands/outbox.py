@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import List, Optional
+from typing import Optional
 
 from callflow.adapters.clock import SystemClock
 from callflow.adapters.delivery.ports import OutboxStatus, OutboxUnavailable
@@ -19,7 +19,7 @@ from callflow.entrypoints.cli import EXIT_UNAVAILABLE, EXIT_USAGE, add_command_g
 from callflow.entrypoints.commands.config import load_settings
 
 
-def register(subparsers: "argparse._SubParsersAction") -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     verbs = add_command_group(subparsers, "outbox", "Inspect the outbox (CALLFLOW_OUTBOX_PATH): the durable "
                               "queue of events that Asterisk was told OK for and RabbitMQ has not confirmed yet.",
                               "outbox_verb")
@@ -60,7 +60,7 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _total(location: str, statuses: List[OutboxStatus]) -> OutboxStatus:
+def _total(location: str, statuses: list[OutboxStatus]) -> OutboxStatus:
     if len(statuses) == 1:
         return statuses[0]
     ages = [s.oldest_age_s for s in statuses if s.oldest_age_s is not None]

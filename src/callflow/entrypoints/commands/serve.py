@@ -17,8 +17,9 @@ import asyncio
 import gc
 import re
 import signal
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from callflow.adapters.outbox_files import ServeLock, StrandedOutboxes
 from callflow.config import Settings
@@ -49,7 +50,7 @@ SHUTDOWN_MARGIN_S = 10.0
 STOP_GRACE_S = 5.0
 
 
-def register(subparsers: "argparse._SubParsersAction") -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help=command_help("serve"),
                                    description="Run the FastAGI server until SIGTERM (then drain and exit 0).")
     parser.add_argument("--host", help="address to listen on (default CALLFLOW_AGI_HOST)")
@@ -168,7 +169,7 @@ class StartupFailed(Exception):
         self.event, self.fields = event, fields
 
 
-async def serve(settings: Settings, stop: Optional[asyncio.Event] = None, worker: "Optional[WorkerSlot]" = None) -> int:
+async def serve(settings: Settings, stop: Optional[asyncio.Event] = None, worker: Optional[WorkerSlot] = None) -> int:
     """Serve until ``stop`` is set (by SIGTERM/SIGINT when not given), then drain; returns 0.
 
     A stop during start-up ends it there (0); a start-up that fails or hangs returns 1.
@@ -176,7 +177,7 @@ async def serve(settings: Settings, stop: Optional[asyncio.Event] = None, worker
     """
     stop = stop or _stop_on_signals()
     app = build_application(settings)
-    relays: Dict[str, StrandedOutboxes] = {}  # the stranded outboxes' relay, once start-up got that far
+    relays: dict[str, StrandedOutboxes] = {}  # the stranded outboxes' relay, once start-up got that far
     try:
         started = await _start_unless_stopped(_start(settings, app, stop, worker, relays), stop)
         if started is None:
@@ -203,8 +204,8 @@ async def serve(settings: Settings, stop: Optional[asyncio.Event] = None, worker
     return 0
 
 
-async def _start(settings: Settings, app: Any, stop: asyncio.Event, worker: "Optional[WorkerSlot]",
-                 relays: Dict[str, StrandedOutboxes]) -> Tuple[AgiServer, Optional[OpsHttpServer]]:
+async def _start(settings: Settings, app: Any, stop: asyncio.Event, worker: Optional[WorkerSlot],
+                 relays: dict[str, StrandedOutboxes]) -> tuple[AgiServer, Optional[OpsHttpServer]]:
     """Open the clients, build the routes, listen. A stop is obeyed between steps; once listening,
     ``serve`` drains as after any stop."""
     await resolved(app.init_resources())
@@ -268,7 +269,7 @@ async def _start_unless_stopped(starting: Awaitable[Any], stop: asyncio.Event) -
     raise StartupFailed("callflow cannot start", error=f"start-up did not finish within {STARTUP_TIMEOUT_S:g} s")
 
 
-def _one_line_per_complaint(loop: asyncio.AbstractEventLoop, context: Dict[str, Any]) -> None:
+def _one_line_per_complaint(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     failure = context.get("exception")
     _log.warning("asyncio: " + str(context.get("message", "")).split("\n", 1)[0][:200],
                  error=f"{type(failure).__name__}: {failure}" if failure is not None else "")
@@ -301,7 +302,7 @@ async def start_ops_http(settings: Settings, app: Any, agi: AgiServer) -> Option
     return ops
 
 
-async def relay_stranded_outboxes(settings: Settings, app: Any, worker: "Optional[WorkerSlot]") -> StrandedOutboxes:
+async def relay_stranded_outboxes(settings: Settings, app: Any, worker: Optional[WorkerSlot]) -> StrandedOutboxes:
     """Outbox files no slot of this server writes (fewer workers than before), relayed to the end (ADR 0111)."""
     base = worker.base_outbox if worker is not None else settings.outbox_file
     stranded = StrandedOutboxes(base, worker.workers if worker is not None else 1,
@@ -311,7 +312,7 @@ async def relay_stranded_outboxes(settings: Settings, app: Any, worker: "Optiona
     return stranded
 
 
-async def readiness_checks(app: Any) -> Dict[str, ReadinessCheck]:
+async def readiness_checks(app: Any) -> dict[str, ReadinessCheck]:
     """What /readyz asks: Redis answers PING, the event publisher is connected, the outbox takes events
     (names in the JSON report)."""
     return {

@@ -5,7 +5,7 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Dict, List, Optional
+from typing import Optional
 
 from callflow.config import Settings
 from callflow.containers import build_admin_application
@@ -18,7 +18,7 @@ from callflow.service_layer.ports import CallStats, CallStatsUnavailable
 _ADMIN_REDIS_TIMEOUT_MS = 5000
 
 
-def register(subparsers: "argparse._SubParsersAction") -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "stats", help=command_help("stats"),
         description="Without STATUS: each call status of CUSTOMER with its number of calls and when its "
@@ -77,7 +77,7 @@ async def _per_status(stats: CallStats, customer: str, as_json: bool) -> int:
 
 
 async def _calls(stats: CallStats, customer: str, status: str, as_json: bool) -> int:
-    calls: List[str] = sorted(await stats.members(customer, status))
+    calls: list[str] = sorted(await stats.members(customer, status))
     if as_json:
         expiry = await stats.ttl(customer, status)
         print(json.dumps({"customer": customer, "status": status, "calls": calls,
@@ -112,5 +112,5 @@ def _duration(value: Optional[float]) -> str:
         return "never"
     seconds = int(value)
     hours, rest = divmod(seconds, 3600)
-    parts: Dict[str, int] = {"h": hours, "m": rest // 60, "s": rest % 60}
+    parts: dict[str, int] = {"h": hours, "m": rest // 60, "s": rest % 60}
     return "".join(f"{n}{unit}" for unit, n in parts.items() if n or unit == "s")
