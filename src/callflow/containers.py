@@ -46,16 +46,17 @@ Adapters = TypeVar("Adapters", bound=type[containers.DeclarativeContainer])
 def delivers_events(adapters: Adapters) -> Adapters:
     """Event delivery over the container's ``outbox`` and ``event_publisher``, whichever they are: the
     relay (a Resource, started with the app) and the ``event_delivery`` the use case calls."""
-    adapters.outbox_relay = providers.Resource(
+    declared: Any = adapters  # its providers are attributes the container class declares, unknown to a type checker
+    declared.outbox_relay = providers.Resource(
         outbox_relay_resource,
-        outbox=adapters.outbox,
-        publisher=adapters.event_publisher,
+        outbox=declared.outbox,
+        publisher=declared.event_publisher,
         monitor=providers.Singleton(LoggingDeliveryMonitor),
-        max_in_flight=adapters.settings.provided.publish_max_in_flight,
-        flush_timeout_s=adapters.settings.provided.outbox_flush_timeout_s,
+        max_in_flight=declared.settings.provided.publish_max_in_flight,
+        flush_timeout_s=declared.settings.provided.outbox_flush_timeout_s,
     )
-    adapters.event_delivery = providers.Singleton(
-        OutboxEventDelivery, outbox=adapters.outbox, relay=adapters.outbox_relay, clock=adapters.clock
+    declared.event_delivery = providers.Singleton(
+        OutboxEventDelivery, outbox=declared.outbox, relay=declared.outbox_relay, clock=declared.clock
     )
     return adapters
 

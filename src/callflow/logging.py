@@ -237,7 +237,7 @@ class _StdlibBridge(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            fields = {"logger": record.name}
+            fields: dict[str, object] = {"logger": record.name}
             if record.exc_info and record.levelno >= logging.ERROR:
                 fields["exc_info"] = record.exc_info
             structlog.get_logger(record.name).log(record.levelno, record.getMessage(), **fields)

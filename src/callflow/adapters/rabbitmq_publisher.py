@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aiormq import spec
 from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
@@ -133,7 +134,8 @@ class RabbitMQPublisher:
         not the frame's write to the socket as well."""
         await self._queue_for(envelope.queue)
         assert self._channel is not None
-        channel = await self._channel.get_underlay_channel()
+        # aiormq's Channel takes wait=; its abstract base, which get_underlay_channel() names, does not declare it
+        channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
         properties = spec.Basic.Properties(
             content_type="application/json", delivery_mode=_PERSISTENT, message_id=envelope.message_id
         )
@@ -141,8 +143,10 @@ class RabbitMQPublisher:
             envelope.body, exchange=EXCHANGE, routing_key=envelope.routing_key, properties=properties,
             mandatory=True, timeout=self._confirm_timeout_s, wait=False,
         )
-        if not isinstance(confirm, spec.Basic.Ack):  # a returned message when returns do not raise
-            raise aio_pika.exceptions.PublishError(confirm, confirm.delivery)
+        if confirm is None:  # only a channel without publisher confirms answers nothing
+            raise RuntimeError("the broker channel gives no publisher confirms")
+        if not isinstance(confirm, spec.Basic.Ack):  # a nack or reject the channel did not raise
+            raise aio_pika.exceptions.DeliveryError(None, confirm)
 
     # --- queues ---------------------------------------------------------------------------------
     async def _queue_for(self, name: str) -> None:

@@ -2,6 +2,8 @@
 routing key, named like it and bound with it. Shared by the publisher and the tools that consume."""
 from __future__ import annotations
 
+from typing import Any, Optional
+
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
@@ -31,7 +33,7 @@ async def declare_queue(
     """
     if queue_type not in QUEUE_TYPES:
         raise ValueError(f"queue type {queue_type!r} is not one of {QUEUE_TYPES}")
-    arguments = {"x-queue-type": "quorum"} if queue_type == "quorum" else None
+    arguments: Optional[dict[str, Any]] = {"x-queue-type": "quorum"} if queue_type == "quorum" else None
     queue = await channel.declare_queue(name, durable=True, arguments=arguments, **_not_robust(channel))
     await queue.bind(exchange, routing_key=name, **_not_robust(channel))
     return queue

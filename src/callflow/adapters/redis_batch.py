@@ -19,17 +19,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from callflow import metrics
 from callflow.adapters.redis_client import lease_connection
 
+_pack_with_hiredis: Optional[Callable[..., bytes]]
 try:  # hiredis packs a command about 8 times faster than redis-py's asyncio connection does
-    from hiredis import pack_command as _pack_with_hiredis
+    import hiredis
+
+    _pack_with_hiredis = hiredis.pack_command
 except ImportError:  # pragma: no cover - hiredis is a dependency on CPython only (ADR 0071)
     _pack_with_hiredis = None
 
@@ -50,8 +54,9 @@ class _Caller:
 class CommandBatcher:
     """Sends the commands of callers arriving in the same tick as one pipeline, per ``op`` timed."""
 
-    def __init__(self, client: Redis, max_lanes: int = 1) -> None:
-        self._pool = getattr(client, "connection_pool", None)  # a cluster client has one per node instead
+    def __init__(self, client: Union[Redis, RedisCluster], max_lanes: int = 1) -> None:
+        # a cluster client has a pool per node instead, and its batcher gives each batch its node's lane
+        self._pool: Optional[ConnectionPool] = getattr(client, "connection_pool", None)
         self._max_lanes = max_lanes
         self._lanes = 0  # leased, idle or busy
         self._idle: list[Any] = []
@@ -123,6 +128,8 @@ class CommandBatcher:
         give_up = loop.call_at(max(caller.deadline for caller in batch), task.cancel)  # type: ignore[union-attr]
         try:
             if lane is None:
+                if self._pool is None:
+                    raise RuntimeError("a cluster's batch needs its node's lane")
                 lane = await lease_connection(self._pool)
                 lane.socket_timeout = None  # the batch's timer bounds every read and write instead
             replies = await self._exchange(lane, [c for caller in batch for c in caller.commands])

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -77,12 +77,12 @@ async def redis_client_resource(url: str, timeout_s: float, max_connections: int
         await client.aclose()
 
 
-async def lease_connection(pool: BlockingConnectionPool) -> AbstractConnection:
+async def lease_connection(pool: ConnectionPool) -> AbstractConnection:
     """A connected connection of ``pool``, the caller's until it gives it back with ``pool.release``."""
     return await (pool.get_connection("_") if _NAMED_LEASE else pool.get_connection())
 
 
-async def warm_up(pool: BlockingConnectionPool, count: int) -> None:
+async def warm_up(pool: ConnectionPool, count: int) -> None:
     """Opens ``count`` connections of ``pool`` and leaves them idle in it; Redis down: gives up quietly."""
     leased: list[AbstractConnection] = []
     try:

@@ -108,6 +108,9 @@ class ClusterCommandBatcher(CommandBatcher):
             except (RedisError, RedisClusterException) as unmapped:  # a slot without a master in the map
                 replies[i], lost = unmapped, True
                 continue
+            if node is None:  # the same, when the map answers with no node rather than an error
+                replies[i], lost = RedisClusterException(f"no master for {_key_of(command)!r}"), True
+                continue
             groups.setdefault(node.name, (node, []))[1].append(i)
         answers = await asyncio.gather(*(self._on_master(node, [commands[i] for i in at])
                                          for node, at in groups.values()), return_exceptions=True)
@@ -197,7 +200,7 @@ class ClusterPhoneLists(RedisPhoneLists):
     async def lookup(self, forms: Sequence[str], timeout_s: float) -> PhoneListing:
         if not forms:
             return PhoneListing()
-        commands = [("EXISTS", BLACKLIST_PREFIX + form) for form in forms]
+        commands: list[tuple[str, ...]] = [("EXISTS", BLACKLIST_PREFIX + form) for form in forms]
         commands += [("SISMEMBER", VIP_KEY, form) for form in forms]
         replies = await self._batcher.round_trip("phone_lookup", commands, timeout_s, PhoneListsUnavailable)
         for reply in replies:
@@ -217,6 +220,7 @@ class ClusterPhoneLists(RedisPhoneLists):
                 cursors, keys = reply
                 for key in keys:
                     yield as_text(key)[len(BLACKLIST_PREFIX):]
-                cursor = int(cursors[node.name])
+                # with target_nodes the reply's cursor is {node name: cursor}; redis-py types it as one node's
+                cursor = int(cursors[node.name])  # type: ignore[index]
                 if cursor == 0:
                     break

@@ -9,9 +9,10 @@ write and one connection (``CommandBatcher``, ADR 0024).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from callflow.adapters.redis_batch import CommandBatcher
 from callflow.adapters.redis_client import as_text, timed_round_trip
@@ -42,7 +43,8 @@ class RedisPhoneLists:
     shared one; by default one of this adapter's own on ``client``).
     """
 
-    def __init__(self, client: Redis, admin_timeout_s: float = 5.0, batcher: Optional[CommandBatcher] = None) -> None:
+    def __init__(self, client: Union[Redis, RedisCluster], admin_timeout_s: float = 5.0,
+                 batcher: Optional[CommandBatcher] = None) -> None:
         self._client = client
         self._admin_timeout_s = admin_timeout_s
         self._batcher = batcher or CommandBatcher(client)

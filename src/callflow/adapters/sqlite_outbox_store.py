@@ -79,7 +79,7 @@ class OutboxStore:
                     "INSERT INTO outbox (routing_key, message_id, body, stored_at) VALUES (?, ?, ?, ?)",
                     (envelope.routing_key, envelope.message_id, envelope.body, stored_at),
                 )
-                ids.append(int(cursor.lastrowid))
+                ids.append(_inserted_id(cursor))
             if deletes:
                 cursor = self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in deletes])
                 deleted = max(cursor.rowcount, 0)
@@ -180,3 +180,10 @@ def _is_locked_or_closed(error: sqlite3.Error) -> bool:
     if not isinstance(error, sqlite3.OperationalError):
         return False  # "file is not a database", "database disk image is malformed"
     return "no such table" not in str(error)
+
+
+def _inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The row id of the INSERT ``cursor`` just ran (sqlite3 leaves ``lastrowid`` None only before one)."""
+    if cursor.lastrowid is None:
+        raise sqlite3.DatabaseError("an INSERT into the outbox gave no row id")
+    return cursor.lastrowid

@@ -82,7 +82,7 @@ class CallEventFactory:
 
 def invalid_event_envelope(values: CallValues, reason: str, now: datetime) -> EventEnvelope:
     """What goes to ``call.events.invalid``: why, when, and every raw value as given."""
-    body = {"timestamp": utc_timestamp(now), "reason": reason, "values": values.as_raw()}
+    body: dict[str, object] = {"timestamp": utc_timestamp(now), "reason": reason, "values": values.as_raw()}
     return EventEnvelope.of(INVALID_ROUTING_KEY, encode_json(body))
 
 

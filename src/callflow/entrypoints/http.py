@@ -90,7 +90,7 @@ class OpsHttpServer:
         self._check_timeout_s = check_timeout_s
         self._request_timeout_s = request_timeout_s
         self._max_request_bytes = max_request_bytes
-        self._server: Optional[asyncio.AbstractServer] = None
+        self._server: Optional[asyncio.Server] = None
         self._sources = None if allowed is None else SourceNetworks(allowed)
         self._waiting = HeaderPhase(max_connections, max_connections)  # connections before their request
         self._turned_away_logged = float("-inf")

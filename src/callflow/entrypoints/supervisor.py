@@ -25,6 +25,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -260,7 +261,7 @@ class Supervisor:
             await asyncio.sleep(0.05)
         return self._stop.is_set()  # a signal during start-up: stop as usual
 
-    async def _wait_all(self, slots: list[asyncio.Future[None]]) -> bool:
+    async def _wait_all(self, slots: Sequence[asyncio.Future[None]]) -> bool:
         """Every slot ended within the longest a drain may take; the rest are killed (False)."""
         s = self.settings
         limit = s.drain_timeout_s + 2 * s.fallback_grace_ms / 1000 + s.outbox_flush_timeout_s + 15

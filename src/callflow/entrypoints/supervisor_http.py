@@ -38,7 +38,7 @@ class SupervisorHttp(OpsHttpServer):
         super().__init__(host, port, registry=registry, max_connections=max_connections, allowed=allowed)
         self._workers = workers
 
-    async def readiness(self) -> tuple[bool, dict[str, Any]]:  # type: ignore[override]
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
         workers = self._workers()
         answers = await asyncio.gather(*(probe(w, "/readyz") for w in workers))
         report: dict[str, Any] = {}

@@ -59,7 +59,7 @@ class AgiConnection(asyncio.Protocol):
         self.replies = ReplyReader(limits.max_line_bytes)
         self._buffer = b""
         self._timer: Optional[asyncio.TimerHandle] = None
-        self._waiter: Optional[asyncio.Future[AgiReply]] = None
+        self._waiter: Optional[asyncio.Future[Any]] = None
         self._owed = 0  # commands sent whose final reply has not arrived (a deadline cut the wait)
         self._busy = False
         self._next: Optional[list[bytes]] = None  # a sequence's commands still to send (exchange_all)
@@ -250,7 +250,7 @@ class AgiConnection(asyncio.Protocol):
             self._next, self._collected = list(commands[1:]), []
             waiter = self._reply()
             self._write(commands[0])
-            return await waiter  # type: ignore[no-any-return]
+            return await waiter  # resolved with the sequence's replies
         finally:
             self._busy = False
             self._next = None
@@ -274,7 +274,8 @@ class AgiConnection(asyncio.Protocol):
         self.transport.write(data)
         self._owed = 1
 
-    def _reply(self) -> asyncio.Future[AgiReply]:
+    def _reply(self) -> asyncio.Future[Any]:
+        """The future of the next final reply, or of a sequence's list of replies (``exchange_all``)."""
         waiter = self._waiter = self.loop.create_future()
         return waiter
 

@@ -12,7 +12,7 @@ the new connection is the one turned away: a burst is never cut into by its own 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Optional
 
 #: connections accepted from a listening socket per loop turn, at most (ADR 0016); each holds a
@@ -63,7 +63,7 @@ class HeaderPhase:
         waiting[connection] = None
         return displaced
 
-    def _displaceable(self, waiting: Optional[dict[Hashable, object]], now: float,
+    def _displaceable(self, waiting: Optional[Mapping[Hashable, object]], now: float,
                       skip: Optional[Hashable] = None) -> Optional[Hashable]:
         """The oldest of ``waiting`` (but ``skip``) when it has waited long enough, else None."""
         for connection in waiting or ():

@@ -58,7 +58,7 @@ class Listener:
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        return [tuple(sock.getsockname()[:2]) for sock in self._sockets]  # type: ignore[misc]
+        return [tuple(sock.getsockname()[:2]) for sock in self._sockets]
 
     def _ready(self, sock: socket.socket) -> None:
         loop, factory = self._loop, self._factory

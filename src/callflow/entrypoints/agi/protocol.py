@@ -39,7 +39,7 @@ def parse_header(block: bytes) -> AgiHeader:
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     lines = text.split("\n")
-    env: dict[str, str] = dict([line.split(": ", 1) for line in lines if ": " in line])  # type: ignore[misc]
+    env: dict[str, str] = dict(line.split(": ", 1) for line in lines if ": " in line)
     env.pop("", None)
     route, query = split_script(env.get("agi_network_script", ""))
     args: list[str] = []

@@ -91,13 +91,16 @@ class AgiServer:
         session slot; over the header-phase bounds the oldest waiting one is closed (ADR 0080)."""
         host = peername[0] if isinstance(peername, tuple) else ""
         if not self._sources.allows(host):
-            return self._refuse("source_not_allowed", host)
+            self._refuse("source_not_allowed", host)
+            return None
         if self.draining:
-            return self._refuse("draining", host)
+            self._refuse("draining", host)
+            return None
         try:
             displaced = self._header_phase.add(connection, host, connection.started_at)
         except HeaderPhaseFull:  # a burst larger than the bound, none waiting long: this one goes
-            return self._refuse("header_phase_full", host)
+            self._refuse("header_phase_full", host)
+            return None
         for waiting in displaced:
             metrics.REJECTED_CONNECTIONS.labels("header_displaced").inc()
             self._rejections.note("header_displaced", host, len(self._live))
@@ -139,6 +142,7 @@ class AgiServer:
             self.release(connection)
 
     def _refuse(self, reason: str, host: str) -> None:
+        """Count and log a connection turned away; ``admit`` then answers None (close it at once)."""
         metrics.REJECTED_CONNECTIONS.labels(reason).inc()
         self._rejections.note(reason, host, len(self._live))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import Optional
+from typing import Literal, Optional
 
 
 class TimeBoxExpired(Exception):
@@ -52,7 +52,7 @@ class timebox:  # noqa: N801 - used like asyncio.timeout
         exc_type: Optional[type[BaseException]],
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
-    ) -> bool:
+    ) -> Literal[False]:
         assert self._handle is not None and self._task is not None
         self._handle.cancel()
         if not self.expired:

@@ -17,7 +17,7 @@ import asyncio
 import gc
 import re
 import signal
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -145,16 +145,16 @@ def acquire_serve_lock(settings: Settings) -> Optional[ServeLock]:
     return None
 
 
-def run_loop(main: Awaitable[int]) -> int:
+def run_loop(main: Coroutine[Any, Any, int]) -> int:
     """Run ``main`` on uvloop when importable, else on asyncio's default loop."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(main)  # type: ignore[arg-type]
+        return asyncio.run(main)
     if hasattr(uvloop, "run"):
-        return uvloop.run(main)  # type: ignore[no-any-return]
+        return uvloop.run(main)
     uvloop.install()
-    return asyncio.run(main)  # type: ignore[arg-type]
+    return asyncio.run(main)
 
 
 class _StoppedDuringStartup(Exception):
