@@ -90,6 +90,8 @@ class Channel(VariableScope):
             return OK_1
         if words[:2] == ["CHANNEL", "STATUS"]:
             return b"200 result=6\n"  # 6 = up
+        if words[:2] == ["EXEC", "MSET"]:
+            return self._mset(args[2] if len(args) > 2 else "")
         if words[:1] in (["NOOP"], ["ANSWER"], ["EXEC"]):
             return OK_0
         return UNKNOWN
@@ -103,6 +105,15 @@ class Channel(VariableScope):
         self.set_by_server[name] = value
         self.variables[name] = value
         return OK_1
+
+    def _mset(self, data: str) -> bytes:
+        """``EXEC MSet NAME=VALUE,...``: callflow sends it only for values without separators, quotes
+        or brackets, so splitting at ``,`` and each entry's first ``=`` reads it as Asterisk does."""
+        for entry in data.split(","):
+            name, equals, value = entry.partition("=")
+            if equals:
+                self._set(name, value)
+        return OK_0
 
     def _get(self, name: str) -> bytes:
         if name.endswith(")") and "(" in name:

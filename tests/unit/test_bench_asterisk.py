@@ -95,3 +95,15 @@ def test_substitution_agrees_with_the_reference_model() -> None:
         theirs = reference.AsteriskChannel("1795681632.23", "PJSIP/x", dict(variables),
                                            {"1795681632.23": {"ANSWER_TIME": "1"}})
         assert substitute(text, ours) == theirs.expressions().substitute(text), text
+
+
+def test_exec_mset_sets_each_variable_as_asterisk_does() -> None:
+    """The load generator's channel reads callflow's one-command answer (EXEC MSet) the way Asterisk's
+    MSet does: each NAME=VALUE set, the application's result 0; without it every checkphone call of
+    the benchmark would count as unanswered."""
+    channel = Channel("SIP/a-1", "1.1", {}, {})
+    reply = channel.answer(b"EXEC MSet PHONE_POLICY=vip,PHONE_BLACKLISTED=0,PHONE_VIP=1,CALLFLOW_STATUS=OK")
+    assert reply == b"200 result=0\n"
+    assert channel.set_by_server == {"PHONE_POLICY": "vip", "PHONE_BLACKLISTED": "0", "PHONE_VIP": "1",
+                                     "CALLFLOW_STATUS": "OK"}
+    assert channel.answer(b"EXEC Noop hello") == b"200 result=0\n" and "hello" not in channel.set_by_server
