@@ -50,7 +50,7 @@ def with_heartbeat(url: str, seconds: int = DEFAULT_HEARTBEAT_S) -> str:
 
     Without heartbeats a node that vanishes without closing its sockets (a lost host, a partition, a
     frozen VM) is noticed only after three missed beats of the client's default 60 s: minutes of
-    publishes timing out on a dead connection instead of a reconnect to the next node (ADR 0105)."""
+    publishes timing out on a dead connection instead of a reconnect to the next node."""
     parts = urlsplit(url)
     if any(key == "heartbeat" for key, _ in parse_qsl(parts.query, keep_blank_values=True)):
         return url

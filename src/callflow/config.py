@@ -1,6 +1,8 @@
 """All of callflow's settings, read once at the composition root.
 
 Names are a contract with deployments (SPEC §4): every field maps to ``CALLFLOW_<FIELD>``.
+
+Decisions: ADR 0080, 0081, 0082 (connection limits, the ops port, URL checks at start).
 """
 from __future__ import annotations
 
@@ -140,7 +142,7 @@ class Settings(BaseSettings):
         description="How checkphone's log lines show the number checked: masked (0912***496) or full (ADR 0091).",
     )
 
-    # --- connection limits and the ops port (ADR 0080, 0082) ----------------------------------------
+    # --- connection limits and the ops port -----------------------------------------------------------
     max_header_connections: int = Field(
         8192, ge=1,
         description="Connections accepted whose agi_* header has not arrived yet (they hold no session); "
@@ -284,7 +286,7 @@ def _ipv4_if_mapped(network: IpNetwork) -> IpNetwork:
     return network if mapped is None else ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
 
 
-# --- URL checks: syntax only, so a typo stops the start at once (ADR 0081); the adapters parse them.
+# --- URL checks: syntax only, so a typo stops the start at once; the adapters parse them.
 # Messages never quote the URL: it may hold a password.
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 _AMQP_SCHEMES = ("amqp", "amqps")

@@ -38,7 +38,7 @@ _log = get_logger("callflow.redis")
 
 class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
     """The master's pool: connections found through the sentinels, and a caller waits (within the
-    pool's timeout) for a free one when all are busy, as on one node (ADR 0022)."""
+    pool's timeout) for a free one when all are busy, as on one node."""
 
 
 def make_client(url: str, timeout_s: float, max_connections: int) -> AnyRedis:
@@ -132,7 +132,7 @@ async def close_client(client: AnyRedis) -> None:
 
 
 def batcher_for(client: AnyRedis) -> CommandBatcher:
-    """The per-tick batcher of ADR 0024 for this client's topology."""
+    """The batcher coalescing each loop tick's commands, for this client's topology."""
     return ClusterCommandBatcher(client) if isinstance(client, RedisCluster) else CommandBatcher(client)
 
 
