@@ -1,9 +1,9 @@
-"""``CALLFLOW_AMQP_URL``: one ``amqp://``/``amqps://`` URL, or several separated by commas (SPEC §4).
+"""``CALLFLOW_AMQP_URL``: one ``amqp://``/``amqps://`` URL, or several separated by commas.
 
 The nodes of one RabbitMQ cluster, tried in the order given on connect and on every reconnect (ADR
 0105). Pure: used by the settings' validation, the publisher and ``callflow events tail``. Error
 messages never repeat a password: a URL is shown with its password masked, a piece that is not a URL
-only from its last ``@`` on.
+only from its last ``@`` on. The forms are a contract with deployments (docs/reference.md, Settings).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """All of callflow's settings, read once at the composition root.
 
-Names are a contract with deployments (SPEC §4): every field maps to ``CALLFLOW_<FIELD>``.
+Names are a contract with deployments (docs/reference.md, Settings): every field maps to ``CALLFLOW_<FIELD>``.
 
 Decisions: ADR 0080, 0081, 0082 (connection limits, the ops port, URL checks at start).
 """
@@ -177,7 +177,7 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _known_redis_form(cls, value: SecretStr) -> SecretStr:
-        parse_redis_url(value.get_secret_value())  # one node, Sentinel or Cluster (SPEC §4); ValueError names the problem
+        parse_redis_url(value.get_secret_value())  # one node, Sentinel or Cluster; ValueError names the problem
         return value
 
     @field_validator("allowed_networks")
@@ -197,7 +197,7 @@ class Settings(BaseSettings):
     @field_validator("amqp_url")
     @classmethod
     def _valid_amqp_url(cls, value: SecretStr) -> SecretStr:
-        urls = value.get_secret_value().split(",")  # several URLs: tried in order (SPEC §4)
+        urls = value.get_secret_value().split(",")  # several URLs: tried in order
         for number, url in enumerate(urls, 1):
             problem = _url_problem(url, _AMQP_SCHEMES)
             if problem:

@@ -1,4 +1,6 @@
-"""The PhoneLists port on Redis (SPEC §2): ``phone:blacklist:{phone}`` = "1" with a TTL, ``phone:vip`` set.
+"""The PhoneLists port on Redis: ``phone:blacklist:{phone}`` = "1" with a TTL, ``phone:vip`` set.
+
+The keys are a contract with other tools (docs/reference.md, Redis keys).
 
 A lookup is one command: a read-only Lua script (``EVALSHA``) doing ``EXISTS`` over every blacklist
 key and ``SISMEMBER`` per form. It costs the client less CPU than a pipeline of the same commands

@@ -42,7 +42,7 @@ class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionP
 
 
 def make_client(url: str, timeout_s: float, max_connections: int) -> AnyRedis:
-    """The client for ``url`` (any SPEC form), every round trip bounded by ``timeout_s``."""
+    """The client for ``url`` (any form of ``CALLFLOW_REDIS_URL``), every round trip bounded by ``timeout_s``."""
     target = parse_redis_url(url)
     if target.topology == SENTINEL:
         return make_sentinel_client(target, timeout_s, max_connections)

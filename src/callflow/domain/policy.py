@@ -1,6 +1,6 @@
 """What checkphone tells the dialplan: is the caller blacklisted, VIP, or neither, and how sure we are.
 
-The four channel variables are a contract with dialplans (SPEC §1): ``PHONE_BLACKLISTED`` 1/0,
+The four channel variables are a contract with dialplans (docs/reference.md, AGI variables): ``PHONE_BLACKLISTED`` 1/0,
 ``PHONE_VIP`` 1/0, ``PHONE_POLICY`` blacklist|vip|normal, ``CALLFLOW_STATUS`` OK|DEGRADED|ERROR.
 
 Decisions: ADR 0021.

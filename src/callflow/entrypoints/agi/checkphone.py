@@ -1,4 +1,6 @@
-"""The ``checkphone`` route: a caller's number in, PHONE_POLICY and its companions out (SPEC §1).
+"""The ``checkphone`` route: a caller's number in, PHONE_POLICY and its companions out.
+
+The variables are a contract with dialplans (docs/reference.md, AGI variables).
 
 Decisions: ADR 0018, 0021, 0070 (how the variables are set), 0091 (the number in the log).
 """
