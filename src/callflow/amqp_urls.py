@@ -1,9 +1,9 @@
-"""``CALLFLOW_AMQP_URL``: one ``amqp://``/``amqps://`` URL, or several separated by commas (SPEC §4).
+"""``CALLFLOW_AMQP_URL``: one ``amqp://``/``amqps://`` URL, or several separated by commas.
 
 The nodes of one RabbitMQ cluster, tried in the order given on connect and on every reconnect (ADR
 0105). Pure: used by the settings' validation, the publisher and ``callflow events tail``. Error
 messages never repeat a password: a URL is shown with its password masked, a piece that is not a URL
-only from its last ``@`` on.
+only from its last ``@`` on. The forms are a contract with deployments (docs/reference.md, Settings).
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def with_heartbeat(url: str, seconds: int = DEFAULT_HEARTBEAT_S) -> str:
 
     Without heartbeats a node that vanishes without closing its sockets (a lost host, a partition, a
     frozen VM) is noticed only after three missed beats of the client's default 60 s: minutes of
-    publishes timing out on a dead connection instead of a reconnect to the next node (ADR 0105)."""
+    publishes timing out on a dead connection instead of a reconnect to the next node."""
     parts = urlsplit(url)
     if any(key == "heartbeat" for key, _ in parse_qsl(parts.query, keep_blank_values=True)):
         return url

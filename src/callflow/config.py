@@ -1,6 +1,8 @@
 """All of callflow's settings, read once at the composition root.
 
-Names are a contract with deployments (SPEC §4): every field maps to ``CALLFLOW_<FIELD>``.
+Names are a contract with deployments (docs/reference.md, Settings): every field maps to ``CALLFLOW_<FIELD>``.
+
+Decisions: ADR 0080, 0081, 0082 (connection limits, the ops port, URL checks at start).
 """
 from __future__ import annotations
 
@@ -137,10 +139,10 @@ class Settings(BaseSettings):
     log_backups: int = Field(5, ge=0, description="Rotated log files kept (callflow.log.1 to .N; 0: the file is emptied).")
     log_numbers: str = Field(
         "masked", pattern="^(masked|full)$",
-        description="How checkphone's log lines show the number checked: masked (0912***496) or full (ADR 0091).",
+        description="How checkphone's log lines show the number checked: masked (0912***496) or full.",
     )
 
-    # --- connection limits and the ops port (ADR 0080, 0082) ----------------------------------------
+    # --- connection limits and the ops port -----------------------------------------------------------
     max_header_connections: int = Field(
         8192, ge=1,
         description="Connections accepted whose agi_* header has not arrived yet (they hold no session); "
@@ -175,7 +177,7 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _known_redis_form(cls, value: SecretStr) -> SecretStr:
-        parse_redis_url(value.get_secret_value())  # one node, Sentinel or Cluster (SPEC §4); ValueError names the problem
+        parse_redis_url(value.get_secret_value())  # one node, Sentinel or Cluster; ValueError names the problem
         return value
 
     @field_validator("allowed_networks")
@@ -195,7 +197,7 @@ class Settings(BaseSettings):
     @field_validator("amqp_url")
     @classmethod
     def _valid_amqp_url(cls, value: SecretStr) -> SecretStr:
-        urls = value.get_secret_value().split(",")  # several URLs: tried in order (SPEC §4)
+        urls = value.get_secret_value().split(",")  # several URLs: tried in order
         for number, url in enumerate(urls, 1):
             problem = _url_problem(url, _AMQP_SCHEMES)
             if problem:
@@ -284,7 +286,7 @@ def _ipv4_if_mapped(network: IpNetwork) -> IpNetwork:
     return network if mapped is None else ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
 
 
-# --- URL checks: syntax only, so a typo stops the start at once (ADR 0081); the adapters parse them.
+# --- URL checks: syntax only, so a typo stops the start at once; the adapters parse them.
 # Messages never quote the URL: it may hold a password.
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 _AMQP_SCHEMES = ("amqp", "amqps")

@@ -3,8 +3,8 @@
 Human-readable lines on a console (TTY), JSON lines to a rotating file. Each session binds its ids,
 route and peer with ``structlog.contextvars.bind_contextvars`` so every line carries them.
 Levels below the configured one are filtered before any processor runs, and a line that is kept is
-rendered to JSON once: a log line costs tens of microseconds, not the hundred-odd of
-``logging.handlers.RotatingFileHandler`` (a stat, a seek and a lock per record). The server batches
+rendered to JSON once, and the file sink does without ``logging.handlers.RotatingFileHandler``'s
+stat, seek and lock per record. The server batches
 its lines (``batch_s``): each sink gets one ``write`` per batch instead of one per line, at most
 ``batch_s`` late; a WARNING or worse is written at once, with the lines before it (ADR 0053).
 """

@@ -7,6 +7,8 @@ With worker processes (ADR 0110) each worker writes its values to files under
 are summed; each gauge's ``multiprocess_mode`` says how it combines over the live workers. A gauge
 read at scrape time (``set_function``) has no value in the supervisor: ``entrypoints/worker.py``
 writes it periodically (add it there).
+
+Decisions: ADR 0105, 0106 (RabbitMQ nodes and queue types).
 """
 from __future__ import annotations
 
@@ -77,7 +79,7 @@ OUTBOX_USABLE = Gauge(
     multiprocess_mode="livemin",  # with workers: 0 when any live worker's outbox refuses events
 )
 
-# --- RabbitMQ nodes and queue types (ADR 0105, 0106) ---------------------------------------------
+# --- RabbitMQ nodes and queue types -------------------------------------------------------------
 AMQP_NODE_CONNECTED = Gauge(
     "callflow_amqp_node_connected",
     "1 for the broker node (host:port of CALLFLOW_AMQP_URL) the publisher is connected to, 0 for the others",

@@ -1,4 +1,4 @@
-"""The forms of ``CALLFLOW_REDIS_URL`` (SPEC §4), read once into a ``RedisTarget``: pure, no I/O.
+"""The forms of ``CALLFLOW_REDIS_URL`` (docs/reference.md, Settings), read once into a ``RedisTarget``: pure, no I/O.
 
 - ``redis://``, ``rediss://`` (and ``unix://``): one node, handed to redis-py's ``from_url`` unchanged;
 - ``redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]``: the sentinels' addresses

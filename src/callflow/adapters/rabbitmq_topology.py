@@ -1,5 +1,6 @@
-"""The broker topology of SPEC §2: exchange ``call.events`` (durable topic) and one durable queue per
-routing key, named like it and bound with it. Shared by the publisher and the tools that consume."""
+"""The broker topology (docs/reference.md, Events on RabbitMQ): exchange ``call.events`` (durable
+topic) and one durable queue per routing key, named like it and bound with it. Shared by the publisher
+and the tools that consume."""
 from __future__ import annotations
 
 from typing import Any, Optional

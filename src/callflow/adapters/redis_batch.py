@@ -9,10 +9,12 @@ is never read by the next batch) and reconnected on next use.
 
 Lanes are connections leased from the shared client's pool and kept; at most ``max_lanes`` batches
 are in flight, so under load the callers of several ticks wait together for the next free lane and
-the batches grow instead of the connections. One lane by default: at 100 checkphone calls in flight
-a batch then carries 2.3 lookups on average instead of 1.0 with four lanes (measured, ADR 0024), and
-Redis runs them in far less CPU. A lane's socket timeout is off: the batch's own timer bounds it
-(redis-py's socket timeout would add a task per write and a timer per reply).
+the batches grow instead of the connections. One lane by default: under load fewer lanes make fuller
+batches, and Redis runs a full batch in far less CPU than the same lookups sent one by one. A lane's
+socket timeout is off: the batch's own timer bounds it (redis-py's socket timeout would add a task per
+write and a timer per reply).
+
+Decisions: ADR 0024, 0071 (hiredis).
 """
 from __future__ import annotations
 
@@ -30,11 +32,11 @@ from callflow import metrics
 from callflow.adapters.redis_client import lease_connection
 
 _pack_with_hiredis: Optional[Callable[..., bytes]]
-try:  # hiredis packs a command about 8 times faster than redis-py's asyncio connection does
+try:  # hiredis packs a command in C; redis-py's asyncio connection packs in pure Python
     import hiredis
 
     _pack_with_hiredis = hiredis.pack_command
-except ImportError:  # pragma: no cover - hiredis is a dependency on CPython only (ADR 0071)
+except ImportError:  # pragma: no cover - hiredis is a dependency on CPython only
     _pack_with_hiredis = None
 
 Command = tuple[Any, ...]

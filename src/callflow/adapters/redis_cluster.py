@@ -1,6 +1,6 @@
-"""The phone lists and the call stats on a Redis Cluster (SPEC's keys, which fall in many hash slots).
+"""The phone lists and the call stats on a Redis Cluster (the documented keys, which fall in many hash slots).
 
-SPEC's braces (``phone:blacklist:{phone}``) are placeholders, not hash tags, so one lookup's keys sit
+The braces of the key names (``phone:blacklist:{phone}``) are placeholders, not hash tags, so one lookup's keys sit
 in up to six slots on up to every master: no multi-key command and no script may span them. A lookup
 is therefore ``EXISTS`` per blacklist key and ``SISMEMBER phone:vip`` per form, grouped by master:
 one write and one round trip per master it needs, the masters in parallel (ADR 0102). Callers of the
@@ -137,7 +137,7 @@ class ClusterCommandBatcher(CommandBatcher):
         return replies
 
     def _reload_slot_map(self) -> None:
-        """Has redis-py reload its slot map in the background (one ``CLUSTER SLOTS``, some ms of CPU),
+        """Has redis-py reload its slot map in the background (one ``CLUSTER SLOTS`` and a new map),
         at most once per ``SLOT_MAP_RELOAD_S``: callers are not kept waiting for it, and a failover
         under load does not turn every batch into a reload; the first batch after the reload that sees
         the promoted replica goes to it."""

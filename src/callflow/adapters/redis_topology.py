@@ -38,11 +38,11 @@ _log = get_logger("callflow.redis")
 
 class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
     """The master's pool: connections found through the sentinels, and a caller waits (within the
-    pool's timeout) for a free one when all are busy, as on one node (ADR 0022)."""
+    pool's timeout) for a free one when all are busy, as on one node."""
 
 
 def make_client(url: str, timeout_s: float, max_connections: int) -> AnyRedis:
-    """The client for ``url`` (any SPEC form), every round trip bounded by ``timeout_s``."""
+    """The client for ``url`` (any form of ``CALLFLOW_REDIS_URL``), every round trip bounded by ``timeout_s``."""
     target = parse_redis_url(url)
     if target.topology == SENTINEL:
         return make_sentinel_client(target, timeout_s, max_connections)
@@ -132,7 +132,7 @@ async def close_client(client: AnyRedis) -> None:
 
 
 def batcher_for(client: AnyRedis) -> CommandBatcher:
-    """The per-tick batcher of ADR 0024 for this client's topology."""
+    """The batcher coalescing each loop tick's commands, for this client's topology."""
     return ClusterCommandBatcher(client) if isinstance(client, RedisCluster) else CommandBatcher(client)
 
 

@@ -1,4 +1,7 @@
-"""The call event consumers receive (SPEC §2 "Event JSON") and the raw values it is built from."""
+"""The call event consumers receive and the raw values it is built from.
+
+The event is a contract with consumers: docs/event.schema.json (docs/reference.md, Events on RabbitMQ).
+"""
 from __future__ import annotations
 
 import json
@@ -8,7 +11,7 @@ from dataclasses import dataclass, field
 
 from callflow.domain.call_metrics import CallMetrics
 
-# Dialplan names of the values read by the event route, in the order of SPEC §1.
+# Dialplan names of the values read by the event route, in the order docs/reference.md lists them (AGI variables).
 DIALPLAN_NAMES = (
     "CALL_ID", "DIRECTION", "CUSTOMER_ID", "TRUNK", "UNIQUE_ID", "PHONE_DIAL", "LINKED_ID",
     "CALL_STATUS", "QUEUE_NAME", "HANDLE_TIME", "DIAL_MODE", "ANSWER_TIME", "AGENT_EXTEN",

@@ -1,4 +1,4 @@
-"""Builds the call event from the dialplan's values by the field rules of SPEC §2."""
+"""Builds the call event from the dialplan's values by the field rules of docs/event.schema.json."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -8,7 +8,7 @@ DIRECTIONS = ("inbound", "outbound", "internal")
 
 @dataclass(frozen=True)
 class CallMetrics:
-    """Flags in the order of the event contract (SPEC §2)."""
+    """Flags in the order of the event contract (docs/event.schema.json)."""
 
     ivr: int = 0
     ring: int = 0

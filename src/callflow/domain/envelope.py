@@ -12,7 +12,7 @@ _NAMESPACE_BYTES = _MESSAGE_ID_NAMESPACE.bytes
 
 
 def routing_key_for(customer_id: str) -> str:
-    """``call.events.{customer_id}``; the id must already be validated (domain/identifiers)."""
+    """``call.events.{customer_id}``; the id must already be validated (``domain/identifiers.py``)."""
     return f"{EXCHANGE}.{customer_id}"
 
 

@@ -25,7 +25,7 @@ from phonenumbers import NumberParseException, PhoneNumberFormat
 
 from callflow.domain.errors import InvalidPhoneNumber
 
-#: caller ids that mean "no number": what Asterisk, SIP privacy and PSTN gateways send (ADR 0020)
+#: caller ids that mean "no number": what Asterisk, SIP privacy and PSTN gateways send
 ANONYMOUS_CALLER_IDS = frozenset({"anonymous", "unknown", "restricted", "private", "unavailable", "withheld"})
 PARSED_NUMBERS_KEPT = 8192  # numbers remembered once read (a few MB: the callers of the calls in progress)
 MAX_DIGITS = 15  # E.164's limit, for numbers looked up as written
@@ -55,7 +55,7 @@ class PhoneNumber:
     recognised: bool
     international_prefix: str = "00"
     #: what phonenumbers read, and in which region: the national form is worked out from them when
-    #: asked for (formatting costs about 16 µs; an event needs only the canonical form)
+    #: asked for (formatting is work an event never needs: it carries only the canonical form)
     _parsed: Optional[phonenumbers.PhoneNumber] = field(default=None, compare=False, repr=False)
     _region: str = field(default="", compare=False, repr=False)
 
@@ -69,7 +69,7 @@ class PhoneNumber:
     def parse(cls, raw: str, region: str) -> PhoneNumber:
         """Read ``raw`` in ``region``; raises ``InvalidPhoneNumber`` saying what is wrong.
 
-        Memoised: reading a number costs about 120 us of phonenumbers' regular expressions, and the
+        Memoised: reading a number runs phonenumbers' regular expressions, and the
         same caller's number is read by checkphone and again by each event of the call.
         """
         text = raw.strip()

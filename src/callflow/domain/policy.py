@@ -1,7 +1,9 @@
 """What checkphone tells the dialplan: is the caller blacklisted, VIP, or neither, and how sure we are.
 
-The four channel variables are a contract with dialplans (SPEC §1): ``PHONE_BLACKLISTED`` 1/0,
+The four channel variables are a contract with dialplans (docs/reference.md, AGI variables): ``PHONE_BLACKLISTED`` 1/0,
 ``PHONE_VIP`` 1/0, ``PHONE_POLICY`` blacklist|vip|normal, ``CALLFLOW_STATUS`` OK|DEGRADED|ERROR.
+
+Decisions: ADR 0021.
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ class PolicyResult:
 
 
 class PhonePolicy:
-    """Turns what is known about a caller into a ``PolicyResult`` (ADR 0021).
+    """Turns what is known about a caller into a ``PolicyResult``.
 
     - listed numbers: blacklist wins over VIP; status OK;
     - anonymous callers (no usable caller id): ``anonymous_policy`` (normal or blacklist); status OK;

@@ -6,6 +6,8 @@ Exit codes: 0 success, 1 the thing asked about is not there / check failed, 2 ba
 One error path (ADR 0083): whatever a verb raises ends as ONE line on stderr and an exit code, never
 a traceback: ``CommandFailed`` says its own; bad values (``ValueError``, CSV and decoding errors)
 and a refused password are 2; a service out of reach is 3; anything else is 1, "unexpected".
+
+Decisions: ADR 0046 (the CLI imports only the command it runs).
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ _EVERY_COMMAND = "*"
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 #: exception class names (anywhere in the chain) meaning the service refused our credentials; names,
-#: so that this module imports neither redis nor aiormq (ADR 0046)
+#: so that this module imports neither redis nor aiormq (a verb loads only what it uses)
 _AUTHENTICATION_ERRORS = frozenset({"AuthenticationError", "AuthenticationWrongNumberOfArgsError",
                                     "ProbableAuthenticationError", "AuthenticationFailed"})
 

@@ -13,6 +13,8 @@ descriptors calls need nor keep the health checks out.
   is reachable, False when it is not, or a string saying why it cannot do its job; each is bounded by
   ``check_timeout_s`` and they run together.
 - ``/metrics``: ``prometheus_client.generate_latest(REGISTRY)``.
+
+Decisions: ADR 0112 (a supervisor asks each worker's /healthz).
 """
 from __future__ import annotations
 
@@ -130,7 +132,7 @@ class OpsHttpServer:
         return (not self.draining and all(r == "ok" for r in results)), report
 
     async def liveness(self) -> tuple[bool, bytes]:
-        """/healthz: this loop answers (a supervisor of workers asks each of them, ADR 0112)."""
+        """/healthz: this loop answers (a supervisor of workers asks each of them)."""
         return True, b"ok\n"
 
     async def _run_check(self, check: ReadinessCheck) -> str:

@@ -6,6 +6,8 @@
 - ``/healthz``: 200 when every worker's ``/healthz`` answers, else 503 (one line per worker).
 - ``/readyz``: 200 when every worker's ``/readyz`` says ready and the supervisor is not draining;
   the JSON body holds each worker's own report under ``worker-K``.
+
+Decisions: ADR 0082 (the port's connection cap and source networks).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ class SupervisorHttp(OpsHttpServer):
         registry = CollectorRegistry(auto_describe=True)
         MultiProcessCollector(registry, path=str(metrics_dir))
         registry.register(_SupervisorCollector(workers, restarts))
-        # the same connection cap and source networks as a single server's port (ADR 0082)
+        # the same connection cap and source networks as a single server's port
         super().__init__(host, port, registry=registry, max_connections=max_connections, allowed=allowed)
         self._workers = workers
 

@@ -1,8 +1,11 @@
 """Ports: what the use cases need from the world, in the domain's words.
 
-Every port has a real adapter and an in-memory adapter (``adapters/in_memory_*.py``), both checked by
-the same contract suite under ``tests/contracts/``. The ports behind ``EventDelivery`` (outbox,
-publisher) belong to the delivery adapter: ``adapters/delivery/ports.py``.
+``PhoneLists`` and ``CallStats`` each have a real adapter on Redis (``adapters/redis_phone_lists.py``,
+``adapters/redis_call_stats.py``) and an in-memory one (``adapters/in_memory_phone_lists.py``,
+``adapters/in_memory_call_stats.py``), both checked by the same contract suite under
+``tests/contracts/``. ``Clock`` is ``adapters/clock.py`` (tests bring their own). ``EventDelivery`` is
+``adapters/delivery/event_delivery.py`` in both wirings; the ports behind it (outbox, publisher)
+belong to the delivery adapter: ``adapters/delivery/ports.py``.
 """
 from __future__ import annotations
 
@@ -98,7 +101,7 @@ class DeliveryRefused(Exception):
 class CallStats(Protocol):
     """Per-customer sets of the calls that reached each status (``stats:calls:{customer}:{status}``).
 
-    Ids must be identifiers (``domain/identifiers``): any other raises ``InvalidEvent`` and builds no
+    Ids must be identifiers (``domain/identifiers.py``): any other raises ``InvalidEvent`` and builds no
     key. A set gets its expiry when it is created; adding to it later never extends it.
     """
 

@@ -1,4 +1,9 @@
-"""The ``checkphone`` route: a caller's number in, PHONE_POLICY and its companions out (SPEC §1)."""
+"""The ``checkphone`` route: a caller's number in, PHONE_POLICY and its companions out.
+
+The variables are a contract with dialplans (docs/reference.md, AGI variables).
+
+Decisions: ADR 0018, 0021, 0070 (how the variables are set), 0091 (the number in the log).
+"""
 from __future__ import annotations
 
 import weakref
@@ -69,7 +74,7 @@ class CheckPhoneRoute(Route):
 
 def masked(number: str) -> str:
     """``0912406496`` → ``0912***496``: enough to find a caller one already knows, not to read a list
-    of callers off the log (ADR 0091). Seven characters or fewer (extensions, short codes): as is."""
+    of callers off the log. Seven characters or fewer (extensions, short codes): as is."""
     if len(number) <= 7:
         return number
     return f"{number[:4]}***{number[-3:]}"
@@ -89,6 +94,6 @@ def number_to_check(session: AgiSession) -> str:
 
 async def answer(session: AgiSession, result: PolicyResult) -> None:
     """The four variables in one ``EXEC MSet``, CALLFLOW_STATUS last; one SET VARIABLE each, one at
-    a time, where Asterisk lacks MSet (ADR 0070, 0021, 0018)."""
+    a time, where Asterisk lacks MSet."""
     structlog.contextvars.bind_contextvars(policy=result.policy)
     await session.set_variables(result.variables())

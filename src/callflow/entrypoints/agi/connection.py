@@ -4,6 +4,8 @@ No stream objects and no task per command: ``data_received`` splits lines and fe
 pure ``protocol.ReplyReader`` as they arrive; a final reply resolves the one future a command
 waits on. Bounded: the header by size and time, a reply line by ``max_line_bytes`` (the buffer
 only ever holds one partial line). EOF or a reset at any point ends the connection cleanly.
+
+Decisions: ADR 0012 (one command at a time), 0018 (a sequence sent from the reply callbacks).
 """
 from __future__ import annotations
 
@@ -231,7 +233,7 @@ class AgiConnection(asyncio.Protocol):
     # --- commands --------------------------------------------------------------------------------
     async def exchange(self, data: bytes) -> AgiReply:
         """Send one encoded command and wait for its final reply. One at a time; a reply a deadline
-        left unread is awaited (and dropped) first, so this command gets its own reply (ADR 0012)."""
+        left unread is awaited (and dropped) first, so this command gets its own reply."""
         await self._claim()
         try:
             self._write(data)
@@ -242,7 +244,7 @@ class AgiConnection(asyncio.Protocol):
     async def exchange_all(self, commands: Sequence[bytes]) -> list[AgiReply]:
         """Send encoded commands one at a time, each once the previous one's final reply is read
         (no pipelining), and return their replies. The next command is written from the reply's
-        own callback: the task wakes once for the sequence, not once per command (ADR 0018)."""
+        own callback: the task wakes once for the sequence, not once per command."""
         if len(commands) < 2:
             return [await self.exchange(data) for data in commands]
         await self._claim()

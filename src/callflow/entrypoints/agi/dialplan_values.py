@@ -21,7 +21,7 @@ from callflow.domain.call_event import DIALPLAN_NAMES
 from callflow.entrypoints.agi.session import AgiSession
 
 _SHARED = ("ANSWER_TIME", "AGENT_EXTEN", "AGENT_ACCOUNT")
-#: the expression Asterisk substitutes for each value (SPEC §1): shared ones by the call's id
+#: the expression Asterisk substitutes for each value (docs/reference.md, AGI variables): shared ones by the call's id
 EXPRESSIONS: tuple[tuple[str, str], ...] = tuple(
     (name, f"${{SHARED({name},${{CALL_ID}})}}" if name in _SHARED else f"${{{name}}}") for name in DIALPLAN_NAMES
 )

@@ -1,4 +1,7 @@
-"""The ``event`` route: the dialplan's values in, a call event into custody, CALLFLOW_STATUS out."""
+"""The ``event`` route: the dialplan's values in, a call event into custody, CALLFLOW_STATUS out.
+
+Decisions: ADR 0062 (CALLFLOW_ERROR read back, not rewritten), 0070 (one command per answer).
+"""
 from __future__ import annotations
 
 import weakref
@@ -85,10 +88,10 @@ class EventRoute(Route):
 
 async def _answer(session: AgiSession, status: str, reason: str, prior_error: Optional[str] = None) -> None:
     """CALLFLOW_ERROR is set to ``reason``, "" on OK (a dialplan that retried must not see the last
-    attempt's reason), unless the channel is known to hold that already (ADR 0062)."""
+    attempt's reason), unless the channel is known to hold that already."""
     if prior_error == reason:  # None: not read, so not known
         await session.set_variable("CALLFLOW_STATUS", status)
-    else:  # in one command when the reason allows it (ADR 0070)
+    else:  # in one command when the reason allows it
         await session.set_variables((("CALLFLOW_STATUS", status), ("CALLFLOW_ERROR", reason)))
 
 

@@ -3,6 +3,8 @@
 The transport is ``connection.AgiConnection`` (an ``asyncio.Protocol``: bounded header, EOF at any
 point ends cleanly) and the reply reader is ``protocol`` (HANGUP, 100, 520 blocks, data to the last
 ``)``); the route registry is a dict of async endpoints (ADR 0013, 0135).
+
+Decisions: ADR 0018, 0070 (how variables are set).
 """
 from __future__ import annotations
 
@@ -111,9 +113,9 @@ class FastAgiSession(AgiSession):
         return self._was_set(name, value, await self.connection.exchange(_set_bytes(name, value)))
 
     async def set_variables(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
-        """Every pair in one ``EXEC MSet`` when the values allow it and Asterisk has MSet (ADR 0070):
+        """Every pair in one ``EXEC MSet`` when the values allow it and Asterisk has MSet:
         one round trip, and the dialplan finds all of them set or none. Else, or when MSet is
-        missing or refused, one ``SET VARIABLE`` each, in order (ADR 0018); a refusal is remembered
+        missing or refused, one ``SET VARIABLE`` each, in order; a refusal is remembered
         per Asterisk host for the server's lifetime, so later sessions go the slow way at once."""
         if len(pairs) > 1:
             host = self.peer.rpartition(":")[0]
@@ -184,7 +186,7 @@ class FastAgiApplication:
 
     def __init__(self, limits: AgiLimits) -> None:
         self.limits = limits
-        self.without_mset: set[str] = set()  # Asterisk hosts that refused EXEC MSet (ADR 0070)
+        self.without_mset: set[str] = set()  # Asterisk hosts that refused EXEC MSet
         self._routes: dict[str, Endpoint] = {}
 
     def add_route(self, path: str, endpoint: Endpoint) -> None:

@@ -8,6 +8,8 @@ waited at least ``displace_after_s``: a real call waits for its header a few mil
 whoever keeps sockets silent loses them first, and a flood of silent sockets never keeps a real
 call out. When even the oldest is younger than that (a burst of real calls larger than the bound),
 the new connection is the one turned away: a burst is never cut into by its own later calls.
+
+Decisions: ADR 0016 (the accept batch), 0082 (descriptor budget).
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from typing import Optional
 
-#: connections accepted from a listening socket per loop turn, at most (ADR 0016); each holds a
-#: descriptor until it is admitted, so it is never more than the header-phase bound (ADR 0082)
+#: connections accepted from a listening socket per loop turn, at most; each holds a
+#: descriptor until it is admitted, so it is never more than the header-phase bound
 ACCEPT_BATCH = 512
 #: how long a connection must have waited for its header before a newer one may displace it
 DISPLACE_AFTER_S = 0.1

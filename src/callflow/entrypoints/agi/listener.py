@@ -5,6 +5,8 @@ kernel's accept queue, where no deadline and no lag estimate can see them (a cal
 air, the server sees a loop that keeps up). Here each readable listening socket is accepted from
 until it is empty (at most ``batch`` per turn), so a connection waits at most one loop turn
 before the server counts it, and the session's deadline, counted from accept, is honest.
+
+Decisions: ADR 0110 (worker processes on one port).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ def bind(host: str, port: int, backlog: int, reuse_port: bool = False) -> list[s
     """Non-blocking listening sockets for every address of ``host`` (``OSError`` when one cannot bind).
 
     ``reuse_port``: ``SO_REUSEPORT``, so that worker processes listen on one port and the kernel
-    spreads the connections over them (ADR 0110)."""
+    spreads the connections over them."""
     sockets: list[socket.socket] = []
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     try:

@@ -70,7 +70,7 @@ class session_context:  # noqa: N801 - a context manager used like a function
     records SESSION_SECONDS / SESSION_OUTCOMES and writes the session's summary line.
 
     Each session runs in its own task, whose context is a copy that dies with it: the bound
-    values need no reset (half the cost of binding them)."""
+    values need no reset, which would be as much work again as binding them."""
 
     __slots__ = ("_session", "_label")
 

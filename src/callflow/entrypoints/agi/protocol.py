@@ -1,6 +1,6 @@
 """The FastAGI wire format, pure (no I/O): header block, reply lines, command quoting.
 
-Facts come from ``asterisk-transcripts/`` (Asterisk 22) and res_agi.c:
+Facts come from sessions recorded from Asterisk 22 (``tests/support/transcripts/``) and res_agi.c:
 a reply's data runs to the LAST ``)``; ``HANGUP`` may arrive unsolicited before any reply;
 ``100 ...`` is provisional; ``520-`` opens a usage block closed by ``520 End of proper usage.``;
 Asterisk reads a command into a 2048-byte buffer and treats the rest of a longer line as a

@@ -1,4 +1,4 @@
-"""The route table the server serves: ``ROUTES``, one entry per AGI route of SPEC §1.
+"""The route table the server serves: ``ROUTES``, one entry per AGI route (docs/reference.md, AGI variables).
 
 A route module offers ``build_<name>_route(app) -> Route`` (``app``: the container from
 ``callflow.containers.build_application``, resources already initialised; the builder may be async).

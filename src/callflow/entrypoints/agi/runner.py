@@ -1,5 +1,8 @@
 """How the server runs a route: within its deadline, falling back to its safe defaults (ADR 0011,
-0014, 0015), or closing at once when the loop is too far behind for a fallback (ADR 0017)."""
+0014, 0015), or closing at once when the loop is too far behind for a fallback (ADR 0017).
+
+Decisions: ADR 0070 (what a fallback sends).
+"""
 from __future__ import annotations
 
 import asyncio
@@ -24,9 +27,9 @@ class RouteRunner:
     more than ``shed_fraction`` of the deadline behind (``overloaded``), and for a session the
     drain cuts (``deadline``), ``fallback`` gets ``grace_s`` to set the safe defaults. A closed
     connection ends the session without a fallback (nobody to tell). An admitted session arriving
-    while the loop runs at least half the grace behind is closed without a command (ADR 0017): each
+    while the loop runs at least half the grace behind is closed without a command: each
     command of a fallback waits about that long for its reply, so a fallback (one EXEC MSet, or two
-    to four SET VARIABLEs where Asterisk lacks MSet, ADR 0070) would hardly finish within the grace;
+    to four SET VARIABLEs where Asterisk lacks MSet) would hardly finish within the grace;
     Asterisk goes on with the dialplan at once instead.
     """
 

@@ -5,6 +5,8 @@
     host, port = await server.start()         # agi_port=0 binds an ephemeral port
     ...
     await server.drain()                      # stop accepting, finish in-flight, cut the rest
+
+Decisions: ADR 0017 (closed when too far behind), 0080 (silent connections hold no session).
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ class AgiServer:
         self._sources = SourceNetworks(settings.allowed_network_list)
         self._rejections = RejectionLog()
         self._live: dict[AgiConnection, Served] = {}  # connections in flight, with their session once read
-        # waiting for their header: bounded apart, never counted as sessions (ADR 0080)
+        # waiting for their header: bounded apart, never counted as sessions
         self._header_phase = HeaderPhase(settings.max_header_connections, settings.max_header_connections_per_peer)
         self._sessions = 0  # connections whose header is complete: what max_sessions bounds
         self._idle: Optional[asyncio.Event] = None
@@ -68,7 +70,7 @@ class AgiServer:
         return self.addresses[0][1]
 
     def behind_s(self) -> float:
-        """How far behind the event loop runs now (seconds; ADR 0014)."""
+        """How far behind the event loop runs now (seconds)."""
         return self._lag.behind_s()
 
     async def start(self) -> tuple[str, int]:
@@ -88,7 +90,7 @@ class AgiServer:
     # --- what AgiConnection asks ------------------------------------------------------------------
     def admit(self, connection: AgiConnection, peername: Any) -> Optional[bool]:
         """None: refuse (closed at once); True: wait for its header. A waiting connection holds no
-        session slot; over the header-phase bounds the oldest waiting one is closed (ADR 0080)."""
+        session slot; over the header-phase bounds the oldest waiting one is closed."""
         host = peername[0] if isinstance(peername, tuple) else ""
         if not self._sources.allows(host):
             self._refuse("source_not_allowed", host)
@@ -147,15 +149,15 @@ class AgiServer:
         self._rejections.note(reason, host, len(self._live))
 
     def _shed(self, session: FastAgiSession, reason: str) -> None:
-        """``loop_lag``: answered by the fallback; ``overloaded_closed``: closed without a word (ADR 0017)."""
+        """``loop_lag``: answered by the fallback; ``overloaded_closed``: closed without a word."""
         metrics.REJECTED_CONNECTIONS.labels(reason).inc()
         self._rejections.note(reason, session.peer, len(self._live))
 
     # --- drain ------------------------------------------------------------------------------------
     async def drain(self, timeout_s: Optional[float] = None) -> int:
         """Stop accepting, let sessions in flight finish for up to ``timeout_s`` (default
-        ``drain_timeout_s``), then cut the rest: each gets its route's fallback within the grace
-        (ADR 0015), then is closed. Returns how many sessions were cut."""
+        ``drain_timeout_s``), then cut the rest: each gets its route's fallback within the grace,
+        then is closed. Returns how many sessions were cut."""
         timeout = self._settings.drain_timeout_s if timeout_s is None else timeout_s
         self.draining = True
         if self._listener is not None:

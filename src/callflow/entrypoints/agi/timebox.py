@@ -21,8 +21,8 @@ class timebox:  # noqa: N801 - used like asyncio.timeout
     __slots__ = ("_seconds", "_loop", "_task", "_handle", "expired")
 
     def __init__(self, seconds: float, loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
-        """``loop``: the running loop when the caller has it at hand (saves a getpid() per box on
-        Python < 3.12, where asking asyncio for the running loop makes that system call)."""
+        """``loop``: the running loop when the caller has it at hand (on Python < 3.12 asking asyncio
+        for the running loop makes a system call, ``getpid()``)."""
         self._seconds = seconds
         self._loop = loop
         self._task: Optional[asyncio.Task[object]] = None

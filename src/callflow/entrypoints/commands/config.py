@@ -2,6 +2,8 @@
 
 Also ``load_settings()``: how every verb reads its settings, turning a bad value into a clear message
 naming the variable and exit status 2.
+
+Decisions: ADR 0105 (a cluster's broker nodes in one URL setting).
 """
 from __future__ import annotations
 
@@ -112,7 +114,7 @@ def url_problems(settings: Settings) -> list[str]:
         problems.append(f"CALLFLOW_REDIS_URL: {exc}")
     for field, schemes in URL_SCHEMES.items():
         name = f"CALLFLOW_{field.upper()}"
-        # CALLFLOW_AMQP_URL may list a cluster's nodes, separated by commas (ADR 0105): each is one URL
+        # CALLFLOW_AMQP_URL may list a cluster's nodes, separated by commas: each is one URL
         urls = settings.amqp_urls if field == "amqp_url" else (getattr(settings, field).get_secret_value(),)
         for url in urls:
             try:

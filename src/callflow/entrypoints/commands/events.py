@@ -4,6 +4,8 @@ The tail declares its own server-named, exclusive, auto-deleted queue bound to t
 key (ADR 0045): it receives a copy of each event and never takes one from ``call.events.{customer}``,
 the durable queue the customer's consumers read. The broker deletes the queue when the tail ends,
 however it ends.
+
+Decisions: ADR 0105 (broker nodes tried in order).
 """
 from __future__ import annotations
 
@@ -78,7 +80,7 @@ def _tail(args: argparse.Namespace) -> int:
 async def _follow(urls: Sequence[str], routing_key: str, count: Optional[int], idle_s: Optional[float],
                   pretty: bool) -> int:
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)  # its connect errors are reported below, once
-    try:  # a cluster's nodes in order, as the server does (ADR 0105)
+    try:  # a cluster's nodes in order, as the server does
         connection, _, _ = await connect_first(urls, _CONNECT_TIMEOUT_S)
     except (NoBrokerReachable, AMQPError, OSError, asyncio.TimeoutError) as exc:
         failed = unreachable("RabbitMQ at " + ", ".join(mask_secret(url) for url in urls), exc)

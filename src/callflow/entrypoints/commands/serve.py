@@ -9,6 +9,9 @@ stops it where it is and exits 0; a start-up that fails or does not finish withi
 
 With ``--workers N`` (``CALLFLOW_WORKERS``) above 1, a supervisor runs N such servers as worker
 processes on one port (``entrypoints/supervisor.py``, ADR 0110).
+
+Decisions: ADR 0053 (log lines batched), 0054 (garbage collector settled), 0090 (an instance that
+cannot take events does not serve), 0111 (stranded outbox files).
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ if TYPE_CHECKING:
     from callflow.entrypoints.worker import WorkerSlot
 
 _log = get_logger("callflow.serve")
-#: how late a routine log line may reach its sinks; warnings and worse go at once (ADR 0053)
+#: how late a routine log line may reach its sinks; warnings and worse go at once
 LOG_BATCH_S = 0.05
 #: allocations between two young collections of the garbage collector (CPython's default: 700)
 YOUNG_GC_THRESHOLD = 20_000
@@ -104,7 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _serve_worker(settings: Settings, args: argparse.Namespace) -> int:
-    """One worker of a supervisor (ADR 0110)."""
+    """One worker of a supervisor."""
     import structlog
 
     from callflow.entrypoints.worker import WorkerSlot
@@ -173,7 +176,7 @@ async def serve(settings: Settings, stop: Optional[asyncio.Event] = None, worker
     """Serve until ``stop`` is set (by SIGTERM/SIGINT when not given), then drain; returns 0.
 
     A stop during start-up ends it there (0); a start-up that fails or hangs returns 1.
-    ``worker``: this is one worker of a supervisor (the port is shared, ADR 0110).
+    ``worker``: this is one worker of a supervisor (the port is shared).
     """
     stop = stop or _stop_on_signals()
     app = build_application(settings)
@@ -211,7 +214,7 @@ async def _start(settings: Settings, app: Any, stop: asyncio.Event, worker: Opti
     await resolved(app.init_resources())
     _unless_stopped(stop)
     unusable = (await resolved(app.adapters.outbox())).problem
-    if unusable is not None:  # it could take no event: let calls go to an instance that can (ADR 0090)
+    if unusable is not None:  # it could take no event: let calls go to an instance that can
         raise StartupFailed("cannot serve: the outbox is unusable", reason=unusable)
     routes = await build_routes(app, settings)
     _unless_stopped(stop)
@@ -303,7 +306,7 @@ async def start_ops_http(settings: Settings, app: Any, agi: AgiServer) -> Option
 
 
 async def relay_stranded_outboxes(settings: Settings, app: Any, worker: Optional[WorkerSlot]) -> StrandedOutboxes:
-    """Outbox files no slot of this server writes (fewer workers than before), relayed to the end (ADR 0111)."""
+    """Outbox files no slot of this server writes (fewer workers than before), relayed to the end."""
     base = worker.base_outbox if worker is not None else settings.outbox_file
     stranded = StrandedOutboxes(base, worker.workers if worker is not None else 1,
                                 await app.adapters.event_publisher(), app.adapters.clock(),
@@ -324,7 +327,7 @@ async def readiness_checks(app: Any) -> dict[str, ReadinessCheck]:
 
 def settle_garbage_collector() -> None:
     """What start-up built lives as long as the process: out of the collector's sight
-    (``gc.freeze``); young collections every 20,000 allocations instead of 700 (ADR 0054)."""
+    (``gc.freeze``); young collections every ``YOUNG_GC_THRESHOLD`` allocations instead of CPython's default."""
     gc.collect()
     gc.freeze()
     _, middle, oldest = gc.get_threshold()
