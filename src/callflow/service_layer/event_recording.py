@@ -44,13 +44,13 @@ class EventRecording:
 
     async def outcome(self) -> EventOutcome:
         """What the dialplan is told: known once custody is decided and the confirm waited for."""
-        work = self._running()
+        self._running()
         try:
-            await asyncio.wait((self._answer, work), return_when=asyncio.FIRST_COMPLETED)
+            # the answer itself, or the work's end when it ends without one (see _ended)
+            return await self._answer
         except asyncio.CancelledError:
             self.stop()
             raise
-        return self._answer.result() if self._answer.done() else work.result()
 
     async def finished(self) -> EventOutcome:
         """The outcome with the statistics' result, once their round trip ended."""
@@ -96,9 +96,20 @@ class EventRecording:
     def _storing_ended(self, storing: asyncio.Future[Stored]) -> None:
         self._decide(_stored(storing))
 
-    def _ended(self, _work: asyncio.Future[EventOutcome]) -> None:
+    def _ended(self, work: asyncio.Future[EventOutcome]) -> None:
         if self._storing is None:  # stopped or failed before the event was handed over
             self._decide(False)
+        if self._answer.done():
+            return
+        if work.cancelled():
+            self._answer.cancel()
+            return
+        failure = work.exception()
+        if failure is None:
+            self._answer.set_result(work.result())
+            return
+        self._answer.set_exception(failure)
+        self._answer.exception()  # a copy of the work's own failure, reported where the work is awaited
 
     def _decide(self, held: bool) -> None:
         if not self._custody.done():
