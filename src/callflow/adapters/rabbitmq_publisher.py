@@ -64,6 +64,7 @@ class RabbitMQPublisher:
         self._refused: dict[str, tuple[float, str]] = {}  # queue -> (when to declare it again, reason)
         self._refusals: dict[str, int] = {}  # queue -> refusals in a row (to log some, not all)
         self._connector: Optional[asyncio.Task[None]] = None
+        self._closing = False
         self.node: Optional[str] = None  # host:port of the node connected to
         self._url: Optional[str] = None
         for other in self._urls:
@@ -72,6 +73,7 @@ class RabbitMQPublisher:
     async def start(self) -> None:
         """Begin connecting in the background; returns at once."""
         if self._connector is None:
+            self._closing = False
             self._connector = asyncio.ensure_future(self._stay_connected())
 
     async def wait_connected(self, timeout_s: float) -> bool:
@@ -120,10 +122,14 @@ class RabbitMQPublisher:
         _PUBLISHED[envelope.routing_key == INVALID_ROUTING_KEY].inc()
 
     async def close(self) -> None:
-        if self._connector is not None:
-            self._connector.cancel()
-            await asyncio.gather(self._connector, return_exceptions=True)
-            self._connector = None
+        self._closing = True
+        connector, self._connector = self._connector, None
+        # A cancel that lands inside the client library's connect can come out as a failed connect
+        # (an ordinary exception): the loop then sees _closing and ends, and the cancel is sent again
+        # until the task is over, so a close never waits on a connection made after it began.
+        while connector is not None and not connector.done():
+            connector.cancel()
+            await asyncio.wait({connector}, timeout=0.5)
         await self._drop_connection()
 
     async def _publish(self, envelope: EventEnvelope) -> None:
@@ -217,10 +223,12 @@ class RabbitMQPublisher:
         failed_rounds = 0
         lost_at: Optional[float] = None
         lost_url: Optional[str] = None
-        while True:
+        while not self._closing:
             try:
                 await self._connect(lost_url)
             except Exception as exc:
+                if self._closing:
+                    return
                 if failed_rounds % 60 == 0:
                     _log.warning("broker unreachable, events wait in the outbox", error=str(exc),
                                  attempts=failed_rounds + 1, retry_every_s=self._reconnect_interval_s)
@@ -228,6 +236,8 @@ class RabbitMQPublisher:
                 await asyncio.sleep(self._reconnect_interval_s)
                 continue
             failed_rounds = 0
+            if self._closing:  # connected while a close was under way: close() drops it
+                return
             if lost_at is None:
                 _log.info("broker connected", node=self.node)
             else:

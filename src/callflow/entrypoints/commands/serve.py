@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from callflow.adapters.outbox_files import ServeLock, StrandedOutboxes
 from callflow.config import Settings
-from callflow.containers import build_application, resolved
+from callflow.containers import build_application, resolved, start_resources
 from callflow.entrypoints.agi.routes import build_routes
 from callflow.entrypoints.agi.server import AgiServer
 from callflow.entrypoints.cli import command_help
@@ -211,7 +211,7 @@ async def _start(settings: Settings, app: Any, stop: asyncio.Event, worker: Opti
                  relays: dict[str, StrandedOutboxes]) -> tuple[AgiServer, Optional[OpsHttpServer]]:
     """Open the clients, build the routes, listen. A stop is obeyed between steps; once listening,
     ``serve`` drains as after any stop."""
-    await resolved(app.init_resources())
+    await start_resources(app)
     _unless_stopped(stop)
     unusable = (await resolved(app.adapters.outbox())).problem
     if unusable is not None:  # it could take no event: let calls go to an instance that can
