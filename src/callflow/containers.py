@@ -1,8 +1,8 @@
 """The only composition root: real adapters, in-memory adapters, and the services that take either.
 
 Entrypoints build ``Application(settings=...)`` (real) or ``Application(settings=..., adapters=
-InMemoryAdapters(...))`` (tests); clients are opened by ``init_resources()`` and closed by
-``shutdown_resources()``.
+InMemoryAdapters(...))`` (tests); clients are opened by ``start_resources()`` (``serve``; tests and
+tools may use ``init_resources()``) and closed by ``shutdown_resources()``.
 """
 from __future__ import annotations
 

@@ -70,7 +70,7 @@ class ClusterCommandBatcher(CommandBatcher):
 
     async def _send(self, lane: Optional[Any], batch: list[_Caller]) -> None:
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
+        task = asyncio.current_task()  # never None inside a running coroutine
         give_up = loop.call_at(max(caller.deadline for caller in batch), task.cancel)  # type: ignore[union-attr]
         try:
             replies = await self._replies_by_master([c for caller in batch for c in caller.commands])

@@ -168,7 +168,7 @@ class OpsHttpServer:
             reason = "source_not_allowed"
         else:
             try:
-                for idle in self._waiting.add(writer, host, time.monotonic()):
+                for idle in self._waiting.add(writer, host, time.monotonic()):  # our StreamWriters, kept as Hashable
                     idle.transport.abort()  # type: ignore[attr-defined]
             except HeaderPhaseFull:
                 reason = "too_many_connections"

@@ -69,6 +69,7 @@ class AgiConnection(asyncio.Protocol):
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's signature says BaseTransport; a stream socket's transport is a Transport (write, abort)
         self.transport = transport  # type: ignore[assignment]
         self.started_at = time.monotonic()
         peername = transport.get_extra_info("peername")

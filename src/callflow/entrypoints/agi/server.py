@@ -103,7 +103,7 @@ class AgiServer:
         except HeaderPhaseFull:  # a burst larger than the bound, none waiting long: this one goes
             self._refuse("header_phase_full", host)
             return None
-        for waiting in displaced:
+        for waiting in displaced:  # HeaderPhase keeps them as Hashable; they are our AgiConnections
             metrics.REJECTED_CONNECTIONS.labels("header_displaced").inc()
             self._rejections.note("header_displaced", host, len(self._live))
             waiting.abort()  # type: ignore[attr-defined]
